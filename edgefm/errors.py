@@ -1,0 +1,26 @@
+"""Errors that reach the user as one line: the field, the value and what is accepted."""
+
+from __future__ import annotations
+
+
+class EdgefmError(Exception):
+    """Base of every error edgefm raises on purpose. The CLI prints ``str(err)`` and exits 2."""
+
+
+class ConfigError(EdgefmError, ValueError):
+    """Bad input: names the field, the value and what is accepted."""
+
+    def __init__(self, field: str, value, accepted: str, hint: str = ""):
+        self.field, self.value, self.accepted = field, value, accepted
+        msg = f"{field} = {value!r} is invalid: {accepted}"
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)
+
+
+class PluginError(EdgefmError):
+    """A plugin could not be found, loaded or registered."""
+
+
+class SolverError(EdgefmError):
+    """A placement could not be computed (infeasible, time limit without a solution, ...)."""

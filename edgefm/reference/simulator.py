@@ -1,0 +1,402 @@
+"""Plain-Python reference simulator: the test oracle of the JAX engine.
+
+It follows docs/SEMANTICS.md step by step, one task and one stage at a time, in float64. It is
+written for clarity, not speed, and shares no code with ``edgefm.sim``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgefm.errors import ConfigError
+from edgefm.reference.controllers import CONTROLLERS, LightObservation, WaitingStage
+from edgefm.reference.network import forwarding_delays, transfer_delays
+
+CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
+
+
+@dataclass
+class ReferenceResult:
+    task_type: np.ndarray  # [J] int
+    task_user: np.ndarray  # [J] int
+    task_arrival: np.ndarray  # [J] float ms
+    task_dropped: np.ndarray  # [J] bool
+    task_finish: np.ndarray  # [J] float ms: sink finish, nan if dropped or not finished by T*slot_ms
+    stage_node: np.ndarray  # [J,S] int, -1 if never dispatched (or padding)
+    stage_finish: np.ndarray  # [J,S] float, nan if not finished by T*slot_ms (or padding)
+    tasks_arrived: int
+    tasks_ontime: int
+    tasks_late: int
+    tasks_unfinished: int
+    tasks_dropped: int
+    x_light: np.ndarray  # [T,V,M] int: light instances alive in each slot
+    cost_light_per_slot: np.ndarray  # [T]
+    cost_core: float
+    cost_light: float
+    cost_total: float
+    capacity_violations: int  # slots in which some node exceeds its capacity (Eq. 8)
+
+    @property
+    def ontime_rate(self) -> float:
+        return self.tasks_ontime / self.tasks_arrived if self.tasks_arrived else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------
+# bookkeeping objects
+class _Stage:
+    def __init__(self, index: int, service: int, parents: list[int], is_core: bool):
+        self.index = index
+        self.service = service
+        self.parents = parents
+        self.is_core = is_core
+        self.ready_slot: int | None = None
+        self.dispatched = False
+        self.node = -1
+        self.finish: float | None = None  # known at dispatch for core, at completion for light
+
+
+class _Task:
+    def __init__(self, tid, n, u, arrival, uplink_end, stages):
+        self.id = tid
+        self.type = n
+        self.user = u
+        self.arrival = arrival
+        self.uplink_end = uplink_end
+        self.stages: dict[int, _Stage] = stages
+        self.dropped = False
+        self.complete = False  # sink observed done at some boundary
+
+
+class _LightJob:
+    def __init__(self, task: _Task, stage: _Stage, work: float, data_ready: float):
+        self.task = task
+        self.stage = stage
+        self.remaining = work
+        self.data_ready = data_ready
+        self.finish: float | None = None
+
+
+class _CoreInstance:
+    def __init__(self, index: int, node: int, service: int):
+        self.index = index
+        self.node = node
+        self.service = service
+        self.free = 0.0  # finish time of the last job queued on it
+
+
+def _done(stage: _Stage, now: float) -> bool:
+    return stage.finish is not None and stage.finish <= now
+
+
+# ------------------------------------------------------------------------------------------------
+def simulate_reference(
+    scenario,
+    x_core,
+    arrivals,
+    uplink_rate,
+    light_rate,
+    *,
+    slot_ms: float,
+    arrival_slots: int,
+    total_slots: int,
+    core_dispatch: str = "earliest_start",
+    y_max: int = 20,
+    max_light_instances: int = 8,
+    buffer_capacity: int = 10**9,
+    controller="lbrr",
+) -> ReferenceResult:
+    """Simulate one realisation; see docs/SEMANTICS.md for the meaning of every step."""
+    sc = scenario
+    V, M, N, U, S = sc.num_nodes, sc.num_services, sc.num_types, sc.num_users, sc.max_stages
+    T, X = int(total_slots), int(max_light_instances)
+    dt = float(slot_ms)
+    x_core = np.asarray(x_core, dtype=int)
+    arrivals = np.asarray(arrivals)
+    uplink_rate = np.asarray(uplink_rate, dtype=float)
+    light_rate = np.asarray(light_rate, dtype=float)
+    light_ids = [int(m) for m in sc.light_services]
+    light_index = {m: i for i, m in enumerate(light_ids)}
+
+    if core_dispatch not in CORE_DISPATCH_RULES:
+        raise ConfigError("sim.core_dispatch", core_dispatch, f"one of {CORE_DISPATCH_RULES}")
+    if isinstance(controller, str):
+        if controller not in CONTROLLERS:
+            raise ConfigError("controller", controller, f"one of {sorted(CONTROLLERS)}")
+        control = CONTROLLERS[controller]
+    else:
+        control = controller
+    if x_core.shape != (V, M):
+        raise ConfigError("x_core.shape", x_core.shape, f"({V}, {M})")
+    if arrivals.shape != (T, U, N):
+        raise ConfigError("arrivals.shape", arrivals.shape, f"({T}, {U}, {N})")
+    if uplink_rate.shape != (T, U):
+        raise ConfigError("uplink_rate.shape", uplink_rate.shape, f"({T}, {U})")
+    if light_rate.shape != (T, V, len(light_ids), X):
+        raise ConfigError("light_rate.shape", light_rate.shape, f"({T}, {V}, {len(light_ids)}, {X})")
+    if np.any(x_core[:, light_ids] != 0):
+        raise ConfigError("x_core", "light columns", "core instances of core services only")
+
+    fwd = forwarding_delays(sc)  # [N,V,V]
+    xfer = transfer_delays(sc)  # [M,V,V]
+
+    # core instances, indexed by node ascending, then service ascending, then copy
+    core_instances: list[_CoreInstance] = []
+    for v in range(V):
+        for m in range(M):
+            for _ in range(int(x_core[v, m])):
+                core_instances.append(_CoreInstance(len(core_instances), v, m))
+
+    # light instances: FIFO of jobs per (v, m, k)
+    fifo: dict[tuple[int, int, int], list[_LightJob]] = {
+        (v, m, k): [] for v in range(V) for m in light_ids for k in range(X)
+    }
+    alive_prev = np.zeros((V, M, X), dtype=bool)
+    controller_state = None
+
+    tasks: list[_Task] = []
+    in_flight: list[_Task] = []  # admitted and not complete
+    x_light = np.zeros((T, V, M), dtype=int)
+    cost_light_per_slot = np.zeros(T, dtype=float)
+    capacity_violations = 0
+
+    def data_ready(task: _Task, stage: _Stage, v: int) -> float:
+        """Time the input of ``stage`` is available on node v (SEMANTICS.md §2 step 3)."""
+        if not stage.parents:
+            g = int(sc.user_gateway[task.user])
+            return task.uplink_end + float(fwd[task.type, g, v])
+        ready = -math.inf
+        for p in stage.parents:
+            parent = task.stages[p]
+            ready = max(ready, parent.finish + float(xfer[parent.service, parent.node, v]))
+        return ready
+
+    for t in range(T):
+        now = t * dt
+        slot_end = (t + 1) * dt
+
+        # 1. completion observed
+        still = []
+        for task in in_flight:
+            sink = task.stages[int(sc.sink_stage[task.type])]
+            if _done(sink, now):
+                task.complete = True
+            else:
+                still.append(task)
+        in_flight = still
+        for key in fifo:
+            fifo[key] = [job for job in fifo[key] if not _done(job.stage, now)]
+
+        # 2. arrivals
+        if t < arrival_slots:
+            for u in range(U):
+                for n in range(N):
+                    for _ in range(int(arrivals[t, u, n])):
+                        rate = float(uplink_rate[t, u])
+                        uplink = 0.0 if math.isinf(rate) else float(sc.input_size[n]) / rate
+                        stages = {}
+                        for s in sc.stages_of(n):
+                            m = int(sc.stage_service[n, s])
+                            parents = [int(p) for p in sc.stage_parents[n, s] if p >= 0]
+                            stages[s] = _Stage(s, m, parents, bool(sc.service_is_core[m]))
+                        task = _Task(len(tasks), n, u, now, now + uplink, stages)
+                        tasks.append(task)
+                        if len(in_flight) >= buffer_capacity:
+                            task.dropped = True
+                        else:
+                            in_flight.append(task)
+
+        # 3. readiness, 4. order
+        waiting: list[tuple[int, int, int, _Task, _Stage]] = []
+        for task in in_flight:
+            for stage in task.stages.values():
+                if stage.dispatched:
+                    continue
+                if stage.ready_slot is None:
+                    if all(_done(task.stages[p], now) for p in stage.parents):
+                        stage.ready_slot = t
+                    else:
+                        continue
+                waiting.append((stage.ready_slot, task.id, stage.index, task, stage))
+        waiting.sort(key=lambda item: item[:3])
+
+        # 5. core dispatch
+        for _, _, _, task, stage in waiting:
+            if not stage.is_core:
+                continue
+            m = stage.service
+            best, best_key, best_start = None, None, None
+            for inst in core_instances:
+                if inst.service != m:
+                    continue
+                ready_v = data_ready(task, stage, inst.node)
+                if core_dispatch == "earliest_start":
+                    start = max(now, ready_v, inst.free)
+                    key = (start, inst.index)
+                else:  # idle_only
+                    if inst.free > now:
+                        continue
+                    start = max(now, ready_v)
+                    key = (ready_v, inst.index)
+                if best_key is None or key < best_key:
+                    best, best_key, best_start = inst, key, start
+            if best is None:
+                continue  # waits for a later boundary
+            finish = best_start + float(sc.work[m]) / float(sc.core_rate[m])
+            best.free = finish
+            stage.dispatched = True
+            stage.node = best.node
+            stage.finish = finish
+
+        # 6. light decision
+        light_waiting = [(task, stage) for _, _, _, task, stage in waiting if not stage.is_core]
+        occupancy = np.zeros((V, M, X), dtype=int)
+        for (v, m, k), jobs in fifo.items():
+            occupancy[v, m, k] = len(jobs)
+        obs_waiting = [
+            WaitingStage(
+                task=task.id,
+                stage=stage.index,
+                service=stage.service,
+                task_type=task.type,
+                ready_slot=stage.ready_slot,
+                arrival=task.arrival,
+                deadline=float(sc.deadline[task.type]),
+                data_ready=np.array([data_ready(task, stage, v) for v in range(V)]),
+            )
+            for task, stage in light_waiting
+        ]
+        obs = LightObservation(
+            t=t,
+            slot_ms=dt,
+            scenario=sc,
+            x_core=x_core,
+            waiting=obs_waiting,
+            occupancy=occupancy.copy(),
+            alive_prev=alive_prev.copy(),
+            y_max=int(y_max),
+            max_light_instances=X,
+        )
+        decision, controller_state = control(obs, controller_state)
+        alive = np.asarray(decision.alive, dtype=bool)
+        if alive.shape != (V, M, X):
+            raise ValueError(f"controller returned alive of shape {alive.shape}, expected {(V, M, X)}")
+        if np.any(alive[:, sc.service_is_core, :]):
+            raise ValueError("controller made a core service's light instance alive")
+        if np.any((occupancy > 0) & ~alive):
+            raise ValueError(f"controller stopped a busy light instance at boundary {t}")
+        parallelism = (
+            np.full((V, M), int(y_max), dtype=int)
+            if decision.parallelism is None
+            else np.asarray(decision.parallelism, dtype=int)
+        )
+        seen = set()
+        for w_idx, v, k in sorted(decision.assignment, key=lambda a: a[0]):
+            if w_idx in seen:
+                raise ValueError(f"controller assigned waiting stage {w_idx} twice")
+            seen.add(w_idx)
+            task, stage = light_waiting[w_idx]
+            m = stage.service
+            if not alive[v, m, k]:
+                raise ValueError(f"controller routed a stage to a stopped instance {(v, m, k)}")
+            if len(fifo[(v, m, k)]) >= min(int(parallelism[v, m]), int(y_max)):
+                raise ValueError(f"controller overfilled light instance {(v, m, k)}")
+            job = _LightJob(task, stage, float(sc.work[m]), data_ready(task, stage, v))
+            fifo[(v, m, k)].append(job)
+            stage.dispatched = True
+            stage.node = v
+
+        # 7. light execution in slot t
+        for (v, m, k), jobs in fifo.items():
+            f = float(light_rate[t, v, light_index[m], k])
+            cursor = now
+            for job in jobs:
+                start = max(cursor, job.data_ready)
+                if start >= slot_end:
+                    break  # head-of-line: the later jobs wait too
+                need = job.remaining / f if f > 0 else math.inf
+                if start + need <= slot_end:
+                    job.finish = start + need
+                    job.remaining = 0.0
+                    job.stage.finish = job.finish
+                    cursor = job.finish
+                else:
+                    job.remaining = job.remaining - f * (slot_end - start)
+                    break
+
+        # 8. costs of slot t, and Eq. 8
+        for v in range(V):
+            for m in light_ids:
+                x_light[t, v, m] = int(np.sum(alive[v, m]))
+        x_prev = x_light[t - 1] if t > 0 else np.zeros((V, M), dtype=int)
+        slot_cost = 0.0
+        for v in range(V):
+            for m in light_ids:
+                started = max(0, int(x_light[t, v, m]) - int(x_prev[v, m]))
+                slot_cost += float(sc.cost_deploy[m]) * started
+                slot_cost += (float(sc.cost_maintain[m]) + float(sc.cost_payload[m])) * int(x_light[t, v, m])
+        cost_light_per_slot[t] = slot_cost
+        violated = False
+        for v in range(V):
+            for r in range(sc.capacity.shape[1]):
+                usage = sum(
+                    float(sc.resource[m, r]) * (int(x_core[v, m]) + int(x_light[t, v, m])) for m in range(M)
+                )
+                if usage > float(sc.capacity[v, r]) * (1 + 1e-9) + 1e-9:
+                    violated = True
+        capacity_violations += int(violated)
+        alive_prev = alive
+
+    # outcomes
+    horizon = T * dt
+    J = len(tasks)
+    task_finish = np.full(J, np.nan)
+    stage_node = np.full((J, S), -1, dtype=int)
+    stage_finish = np.full((J, S), np.nan)
+    ontime = late = unfinished = dropped = 0
+    for task in tasks:
+        if task.dropped:
+            dropped += 1
+            continue
+        for s, stage in task.stages.items():
+            stage_node[task.id, s] = stage.node
+            if stage.finish is not None and stage.finish <= horizon:
+                stage_finish[task.id, s] = stage.finish
+        sink = task.stages[int(sc.sink_stage[task.type])]
+        if sink.finish is not None and sink.finish <= horizon:
+            task_finish[task.id] = sink.finish
+            if sink.finish - task.arrival <= float(sc.deadline[task.type]):
+                ontime += 1
+            else:
+                late += 1
+        else:
+            unfinished += 1
+
+    cost_core = 0.0
+    for v in range(V):
+        for m in range(M):
+            cost_core += int(x_core[v, m]) * (float(sc.cost_deploy[m]) + T * float(sc.cost_maintain[m]))
+    cost_light = float(np.sum(cost_light_per_slot))
+
+    return ReferenceResult(
+        task_type=np.array([task.type for task in tasks], dtype=int),
+        task_user=np.array([task.user for task in tasks], dtype=int),
+        task_arrival=np.array([task.arrival for task in tasks], dtype=float),
+        task_dropped=np.array([task.dropped for task in tasks], dtype=bool),
+        task_finish=task_finish,
+        stage_node=stage_node,
+        stage_finish=stage_finish,
+        tasks_arrived=J,
+        tasks_ontime=ontime,
+        tasks_late=late,
+        tasks_unfinished=unfinished,
+        tasks_dropped=dropped,
+        x_light=x_light,
+        cost_light_per_slot=cost_light_per_slot,
+        cost_core=cost_core,
+        cost_light=cost_light,
+        cost_total=cost_core + cost_light,
+        capacity_violations=capacity_violations,
+    )

@@ -1,0 +1,127 @@
+"""From host objects (scenarios, placements, config) to the engine's static sizes and traced arrays."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from edgefm.network import transfer_tables
+from edgefm.scenario.model import Scenario
+from edgefm.sim.types import ScenarioArrays, SimParams, SimSizes
+
+
+def core_instance_list(x_core: np.ndarray):
+    """Core instances in index order (node, service, copy): (nodes, services)."""
+    nodes, services = [], []
+    for v in range(x_core.shape[0]):
+        for m in range(x_core.shape[1]):
+            nodes += [v] * int(x_core[v, m])
+            services += [m] * int(x_core[v, m])
+    return np.asarray(nodes, np.int32), np.asarray(services, np.int32)
+
+
+def scenario_arrays(sc: Scenario, x_core: np.ndarray, Ic: int, total_slots: int) -> dict[str, np.ndarray]:
+    light = sc.light_services
+    light_index = np.full(sc.num_services, -1, np.int32)
+    light_index[light] = np.arange(len(light))
+    xfer, fwd = transfer_tables(sc)
+    ci_node, ci_service = core_instance_list(x_core)
+    pad = Ic - len(ci_node)
+    cost_run = sc.cost_maintain + sc.cost_payload
+    core_cost = float(np.sum(x_core * (sc.cost_deploy + total_slots * sc.cost_maintain)[None, :]))
+    return dict(
+        capacity=sc.capacity.astype(float),
+        resource=sc.resource.astype(float),
+        work=sc.work.astype(float),
+        core_duration=np.where(sc.service_is_core, sc.work / np.where(sc.service_is_core, sc.core_rate, 1.0), 0.0),
+        light_shape=sc.light_shape[light].astype(float),
+        light_scale=sc.light_scale[light].astype(float),
+        light_service=light.astype(np.int32),
+        light_index=light_index,
+        cost_deploy=sc.cost_deploy.astype(float),
+        cost_run=cost_run.astype(float),
+        service_is_core=sc.service_is_core.astype(bool),
+        input_size=sc.input_size.astype(float),
+        deadline=sc.deadline.astype(float),
+        stage_service=sc.stage_service.astype(np.int32),
+        stage_parents=sc.stage_parents.astype(np.int32),
+        sink_stage=sc.sink_stage.astype(np.int32),
+        user_gateway=sc.user_gateway.astype(np.int32),
+        arrival_rate=sc.arrival_rate.astype(float),
+        nakagami_m=sc.nakagami_m.astype(float),
+        nakagami_omega=sc.nakagami_omega.astype(float),
+        xfer=np.asarray(xfer, float),
+        fwd=np.asarray(fwd, float),
+        x_core=x_core.astype(np.int32),
+        core_usage=(x_core.astype(float) @ sc.resource.astype(float)),
+        ci_node=np.concatenate([ci_node, np.zeros(pad, np.int32)]),
+        ci_service=np.concatenate([ci_service, np.full(pad, -1, np.int32)]),
+        core_cost_total=np.asarray(core_cost),
+    )
+
+
+def stack_arrays(scenarios, placements, Ic: int, total_slots: int) -> ScenarioArrays:
+    """ScenarioArrays with a leading instance axis."""
+    per = [scenario_arrays(sc, x, Ic, total_slots) for sc, x in zip(scenarios, placements)]
+    return ScenarioArrays(**{k: jnp.asarray(np.stack([p[k] for p in per])) for k in per[0]})
+
+
+def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float) -> SimSizes:
+    """Static sizes from the scenarios and the `sim` config (see README, "Buffers and lists")."""
+    sc0 = scenarios[0]
+    dt = float(sim.slot_ms)
+    T_arr = int(round(sim.arrival_ms / dt))
+    T = T_arr + int(round(sim.drain_ms / dt))
+    per_slot = max(float(s.arrival_rate.sum()) for s in scenarios) * load * dt * peak_factor
+    A = int(math.ceil(per_slot + 8.0 * math.sqrt(per_slot) + 8))
+    total = per_slot * T_arr
+    J = int(math.ceil(total + 8.0 * math.sqrt(total) + 16))
+    d_max = max(float(s.deadline.max()) for s in scenarios)
+    B = int(math.ceil(sim.buffer_factor * per_slot * (d_max / dt + 1))) + A
+    B = min(B, J)
+    Lc = int(sim.max_core_ready) or 2 * A
+    Lw = int(sim.max_light_waiting) or 3 * A
+    Ic = max(int(np.sum(x)) for x in placements)
+    return SimSizes(
+        V=sc0.num_nodes,
+        K=sc0.capacity.shape[1],
+        M=sc0.num_services,
+        Ml=len(sc0.light_services),
+        N=sc0.num_types,
+        S=sc0.max_stages,
+        P=sc0.stage_parents.shape[2],
+        U=sc0.num_users,
+        B=B,
+        X=int(sim.max_light_instances),
+        Q=int(sim.y_max),
+        Ic=max(Ic, 1),
+        Lc=Lc,
+        Lw=Lw,
+        A=A,
+        J=J,
+        T=T,
+        T_arr=T_arr,
+        core_dispatch=str(sim.core_dispatch),
+        quantiles=tuple(float(q) for q in sim.quantiles),
+    )
+
+
+def make_params(sim, *, load: float, channel, workload, controller) -> SimParams:
+    def leaves(d):
+        return {k: jnp.asarray(v) for k, v in d.items()}
+
+    return SimParams(
+        slot_ms=jnp.asarray(float(sim.slot_ms)),
+        load=jnp.asarray(float(load)),
+        y_max=jnp.asarray(int(sim.y_max), jnp.int32),
+        channel=leaves(channel.params()),
+        workload=leaves(workload.params()),
+        controller=leaves(controller.params()),
+    )
+
+
+def slice_instance(arrays: ScenarioArrays, i: int) -> ScenarioArrays:
+    return jax.tree.map(lambda a: a[i], arrays)

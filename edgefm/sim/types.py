@@ -1,0 +1,130 @@
+"""Pytrees of the JAX engine. Every field carries its shape (per realisation) and unit.
+
+Static sizes live in `SimSizes` (hashable: changing one recompiles); everything a sweep changes is a
+traced leaf (`ScenarioArrays`, `SimParams`), so a multirun over load, V or epsilon reuses the
+compiled program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
+
+
+@dataclass(frozen=True)
+class SimSizes:
+    """Static sizes: the shapes of every array of the engine."""
+
+    V: int  # nodes
+    K: int  # resources
+    M: int  # services (core + light)
+    Ml: int  # light services
+    N: int  # task types
+    S: int  # max stages per task type
+    P: int  # max parents per stage
+    U: int  # users
+    B: int  # task buffer capacity (tasks in flight per realisation)
+    X: int  # light instance slots per (node, light service)
+    Q: int  # light FIFO length = y_max (static bound of the parallelism)
+    Ic: int  # core instances (padded over sampled instances)
+    Lc: int  # ready core stages handled per boundary
+    Lw: int  # waiting light stages handled per boundary
+    A: int  # arrivals handled per slot (beyond: counted in list_overflow)
+    J: int  # task ids recorded (per-task outcomes); beyond: counted in list_overflow
+    T: int  # slots in the horizon
+    T_arr: int  # slots with arrivals
+    core_dispatch: str  # "earliest_start" | "idle_only"
+    quantiles: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+
+
+class ScenarioArrays(eqx.Module):
+    """One sampled scenario instance plus its core placement, as traced arrays."""
+
+    capacity: Array  # [V,K] resource units
+    resource: Array  # [M,K] resource units per instance
+    work: Array  # [M] MB
+    core_duration: Array  # [M] ms: a_m / f_m for core services (0 for light)
+    light_shape: Array  # [Ml] Gamma shape k
+    light_scale: Array  # [Ml] MB/ms Gamma scale beta
+    light_service: Array  # [Ml] int: global service id of each light service
+    light_index: Array  # [M] int: index among light services, -1 for core
+    cost_deploy: Array  # [M] price units
+    cost_run: Array  # [M] price units per slot: c_mt + c_pl
+    service_is_core: Array  # [M] bool
+    input_size: Array  # [N] MB
+    deadline: Array  # [N] ms
+    stage_service: Array  # [N,S] int, -1 padding
+    stage_parents: Array  # [N,S,P] int, -1 padding
+    sink_stage: Array  # [N] int
+    user_gateway: Array  # [U] int
+    arrival_rate: Array  # [U,N] tasks/ms at load 1x
+    nakagami_m: Array  # [U]
+    nakagami_omega: Array  # [U]
+    xfer: Array  # [M,V,V] ms: transfer delay of service m's output between nodes
+    fwd: Array  # [N,V,V] ms: forwarding delay of type n's input between nodes
+    x_core: Array  # [V,M] int: core placement
+    core_usage: Array  # [V,K] resources used by the core placement
+    ci_node: Array  # [Ic] int: node of each core instance (index order: node, service, copy)
+    ci_service: Array  # [Ic] int: service of each core instance, -1 for padding
+    core_cost_total: Array  # [] price units over the horizon
+
+
+class SimParams(eqx.Module):
+    """Traced numbers: sweeping them does not recompile."""
+
+    slot_ms: Array  # [] ms
+    load: Array  # [] arrival-rate multiplier
+    y_max: Array  # [] int, <= SimSizes.Q
+    channel: dict  # the channel model's numeric options
+    workload: dict  # the workload generator's numeric options
+    controller: dict  # the controller's numeric options
+
+
+class Observation(eqx.Module):
+    """What a controller sees at one boundary (per realisation)."""
+
+    t: Array  # [] int slot index
+    now: Array  # [] ms
+    # waiting light stages, sorted by (ready slot, task id, stage index); padding has valid=False
+    valid: Array  # [Lw] bool
+    light: Array  # [Lw] int: light-service index ml
+    task_type: Array  # [Lw] int
+    task_id: Array  # [Lw] int
+    buffer_slot: Array  # [Lw] int: index of the task in the task buffer (for per-task controller state)
+    arrival: Array  # [Lw] ms
+    deadline: Array  # [Lw] ms: D_n
+    ready_slot: Array  # [Lw] int
+    data_ready: Array  # [Lw,V] ms: when the stage's input is on each node
+    # light instances at the boundary
+    occupancy: Array  # [V,Ml,X] int: admitted jobs not yet done
+    exists: Array  # [V,Ml,X] bool: instances that existed in the previous slot
+    prev_count: Array  # [V,Ml] int: instances in the previous slot
+    core_usage: Array  # [V,K]
+    # tasks in flight (for controllers that keep per-task state, e.g. virtual queues)
+    task_alive: Array  # [B] bool
+    task_arrival: Array  # [B] ms
+    task_type_buf: Array  # [B] int
+
+
+class Action(eqx.Module):
+    """A controller's decision at one boundary."""
+
+    alive: Array  # [V,Ml,X] bool: light instances that exist during this slot (busy ones are kept anyway)
+    assign: Array  # [Lw] int: flat instance index (v*Ml + ml)*X + k for each waiting stage, -1 = wait
+    parallelism: Array  # [V,Ml] int: y, jobs one instance admits at once (<= y_max)
+
+
+def flat_instance(v, ml, k, sizes: SimSizes):
+    return (v * sizes.Ml + ml) * sizes.X + k
+
+
+def resource_usage(counts, resource_light, core_usage):
+    """[V,K] usage of core instances plus `counts[V,Ml]` light instances of needs `resource_light[Ml,K]`."""
+    return core_usage + jnp.einsum("vl,lk->vk", counts.astype(core_usage.dtype), resource_light)
