@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from edgefm.random import gamma
+
 STREAM_ARRIVALS = 0
 STREAM_CHANNEL = 1
 STREAM_SERVICE = 2
@@ -54,5 +56,5 @@ def draw_slot(key, t, workload_state, arrays, params, sizes, channel, workload):
         params.channel,
     )
     shape = jnp.broadcast_to(arrays.light_shape[None, :, None], (sizes.V, sizes.Ml, sizes.X))
-    rates = jax.random.gamma(stream(key, STREAM_SERVICE, t), shape) * arrays.light_scale[None, :, None]
+    rates = gamma(stream(key, STREAM_SERVICE, t), shape) * arrays.light_scale[None, :, None]
     return counts, uplink, rates, workload_state

@@ -48,6 +48,8 @@ def scenario_arrays(sc: Scenario, x_core: np.ndarray, Ic: int, total_slots: int)
         deadline=sc.deadline.astype(float),
         stage_service=sc.stage_service.astype(np.int32),
         stage_parents=sc.stage_parents.astype(np.int32),
+        stage_child=sc.stage_child.astype(np.int32),
+        num_parents=(sc.stage_parents >= 0).sum(-1).astype(np.int32),
         sink_stage=sc.sink_stage.astype(np.int32),
         user_gateway=sc.user_gateway.astype(np.int32),
         arrival_rate=sc.arrival_rate.astype(float),
@@ -83,7 +85,8 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     B = int(math.ceil(sim.buffer_factor * per_slot * (d_max / dt + 1))) + A
     B = min(B, J)
     Lc = int(sim.max_core_ready) or 2 * A
-    Lw = int(sim.max_light_waiting) or 3 * A
+    Lw = int(sim.max_light_waiting) or B
+    Ln = 4 * A
     Ic = max(int(np.sum(x)) for x in placements)
     return SimSizes(
         V=sc0.num_nodes,
@@ -100,6 +103,7 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
         Ic=max(Ic, 1),
         Lc=Lc,
         Lw=Lw,
+        Ln=Ln,
         A=A,
         J=J,
         T=T,

@@ -2,6 +2,16 @@
 
 All shapes are static (`SimSizes`); the batch axes (realisations, instances) are added by `vmap` in
 `rollout.py`. Stage references are flat indices b*S + s into the task buffer.
+
+Layout choices that keep a slot cheap:
+- readiness is incremental: each stage keeps the number of parents whose finish time is known and
+  the latest of them, updated when a parent's finish becomes known (a core stage at dispatch, a light
+  stage when it completes); a task DAG is an in-tree, so each stage has at most one child to update;
+- waiting stages live in two queues (core, light) kept in the order (ready slot, task id, stage):
+  stages that become ready at boundary t are appended in (task id, stage) order, dispatched ones are
+  removed, so no per-slot sort over the whole buffer is needed;
+- sequential loops (core dispatch, the controllers' greedy steps) carry only small arrays: a scatter
+  into a batched [R,B,S] array inside a loop would be copied at every iteration.
 """
 
 from __future__ import annotations
@@ -14,10 +24,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from edgefm.sim.keys import STREAM_CONTROLLER, draw_slot, stream
-from edgefm.sim.types import Action, Observation, ScenarioArrays, SimParams, SimSizes, resource_usage
+from edgefm.sim.types import Action, Observation, ScenarioArrays, SimSizes, resource_usage
 
 INF = jnp.inf
 CAPACITY_TOL = 1e-9  # Eq. 8 tolerance on float sums of resource needs
+INT = jnp.int64  # x64 is on: the default integer, so updates keep their dtype
 
 
 class SimState(eqx.Module):
@@ -29,10 +40,16 @@ class SimState(eqx.Module):
     arrival: jax.Array  # [B] ms
     uplink_end: jax.Array  # [B] ms
     # stages [B,S]
-    dispatched: jax.Array  # [B,S] bool
+    queued: jax.Array  # [B,S] bool: entered a waiting queue (or was dispatched)
     node: jax.Array  # [B,S] int: executing node, -1 before dispatch
     finish: jax.Array  # [B,S] ms: finish time, inf until known
-    ready_slot: jax.Array  # [B,S] int: first boundary at which the stage was ready, -1 before
+    parents_known: jax.Array  # [B,S] int: parents whose finish time is known
+    inputs_at: jax.Array  # [B,S] ms: latest known parent finish (arrival time for roots)
+    # waiting queues, in (ready slot, task id, stage) order; refs -1 past the end
+    core_q: jax.Array  # [Lc] int: stage refs of ready core stages waiting for an instance
+    core_q_slot: jax.Array  # [Lc] int: their ready slot
+    light_q: jax.Array  # [Lw] int: stage refs of ready light stages waiting for an instance
+    light_q_slot: jax.Array  # [Lw] int
     # core instances
     ci_free: jax.Array  # [Ic] ms: finish of the last job queued on each core instance
     # light instances, flattened I = V*Ml*X, FIFO positions Q
@@ -48,7 +65,7 @@ class SimState(eqx.Module):
     out_dropped: jax.Array  # [J] bool
     arrived_by_type: jax.Array  # [N] int (all arrivals, also beyond J)
     # counters
-    overflow: jax.Array  # [] int: list/buffer-size events that make results inexact
+    overflow: jax.Array  # [] int: size-limit events that may make results inexact
     invalid: jax.Array  # [] int: controller decisions refused by the engine
     violations: jax.Array  # [] int: slots with Eq. 8 violated on some node
     buffer_peak: jax.Array  # [] int
@@ -58,35 +75,62 @@ class SimState(eqx.Module):
 
 def init_state(sizes: SimSizes, workload_state, controller_state) -> SimState:
     B, S, J, I, Q = sizes.B, sizes.S, sizes.J, sizes.V * sizes.Ml * sizes.X, sizes.Q
-    i32 = jnp.int64  # x64 is on: the default integer, so updates keep their dtype
     return SimState(
         alive=jnp.zeros(B, bool),
-        ttype=jnp.zeros(B, i32),
-        user=jnp.zeros(B, i32),
-        tid=jnp.zeros(B, i32),
+        ttype=jnp.zeros(B, INT),
+        user=jnp.zeros(B, INT),
+        tid=jnp.zeros(B, INT),
         arrival=jnp.zeros(B),
         uplink_end=jnp.zeros(B),
-        dispatched=jnp.zeros((B, S), bool),
-        node=jnp.full((B, S), -1, i32),
+        queued=jnp.ones((B, S), bool),
+        node=jnp.full((B, S), -1, INT),
         finish=jnp.full((B, S), INF),
-        ready_slot=jnp.full((B, S), -1, i32),
+        parents_known=jnp.zeros((B, S), INT),
+        inputs_at=jnp.full((B, S), INF),
+        core_q=jnp.full(sizes.Lc, -1, INT),
+        core_q_slot=jnp.zeros(sizes.Lc, INT),
+        light_q=jnp.full(sizes.Lw, -1, INT),
+        light_q_slot=jnp.zeros(sizes.Lw, INT),
         ci_free=jnp.zeros(sizes.Ic),
-        job_ref=jnp.full((I, Q), -1, i32),
+        job_ref=jnp.full((I, Q), -1, INT),
         job_ready=jnp.zeros((I, Q)),
         job_rem=jnp.zeros((I, Q)),
         prev_alive=jnp.zeros((sizes.V, sizes.Ml, sizes.X), bool),
-        next_id=jnp.zeros((), i32),
-        out_type=jnp.zeros(J, i32),
+        next_id=jnp.zeros((), INT),
+        out_type=jnp.zeros(J, INT),
         out_arrival=jnp.zeros(J),
         out_finish=jnp.full(J, jnp.nan),
         out_dropped=jnp.zeros(J, bool),
-        arrived_by_type=jnp.zeros(sizes.N, i32),
-        overflow=jnp.zeros((), i32),
-        invalid=jnp.zeros((), i32),
-        violations=jnp.zeros((), i32),
-        buffer_peak=jnp.zeros((), i32),
+        arrived_by_type=jnp.zeros(sizes.N, INT),
+        overflow=jnp.zeros((), INT),
+        invalid=jnp.zeros((), INT),
+        violations=jnp.zeros((), INT),
+        buffer_peak=jnp.zeros((), INT),
         workload_state=workload_state,
         controller_state=controller_state,
+    )
+
+
+def _flat_set(a, idx, values):
+    """a[idx] = values on the flattened array, skipping out-of-range idx (used as 'no write')."""
+    return a.reshape(-1).at[idx].set(values, mode="drop").reshape(a.shape)
+
+
+def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fin, ok) -> SimState:
+    """Stages `ref` (where `ok`) get their finish time; their child learns one more parent finish."""
+    S, BS = sizes.S, sizes.B * sizes.S
+    r = jnp.clip(ref, 0, BS - 1)
+    b, s = r // S, r % S
+    child = arrays.stage_child[st.ttype[b], s]
+    cref = jnp.where(ok & (child >= 0), b * S + jnp.clip(child, 0), BS)
+    return eqx.tree_at(
+        lambda q: (q.finish, q.parents_known, q.inputs_at),
+        st,
+        (
+            _flat_set(st.finish, jnp.where(ok, r, BS), fin),
+            st.parents_known.reshape(-1).at[cref].add(1, mode="drop").reshape(st.parents_known.shape),
+            st.inputs_at.reshape(-1).at[cref].max(fin, mode="drop").reshape(st.inputs_at.shape),
+        ),
     )
 
 
@@ -105,7 +149,7 @@ def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, n
 
 def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: SimSizes, now) -> SimState:
     """Number the slot's arrivals (user, then type), put them in free buffer slots, count drops."""
-    U, N, A, B, J = sizes.U, sizes.N, sizes.A, sizes.B, sizes.J
+    U, N, A, B, J, S = sizes.U, sizes.N, sizes.A, sizes.B, sizes.J, sizes.S
     flat = counts.reshape(U * N)
     total = flat.sum()
     csum = jnp.cumsum(flat)
@@ -119,15 +163,16 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
     admitted = valid & (free_slots < B)
     dropped = valid & ~admitted
     up_end = now + arrays.input_size[n] / uplink[u]
+    stage_ok = arrays.stage_service[n] >= 0  # [A,S]
+    is_root = stage_ok & (arrays.num_parents[n] == 0)
 
     bidx = jnp.where(admitted, free_slots, B)
     jidx = jnp.where(valid, ids, J)
     overflow = jnp.maximum(total - A, 0) + jnp.sum(valid & (ids >= J))
-    S = sizes.S
     return eqx.tree_at(
         lambda s: (
             s.alive, s.ttype, s.user, s.tid, s.arrival, s.uplink_end,
-            s.dispatched, s.node, s.finish, s.ready_slot,
+            s.queued, s.node, s.finish, s.parents_known, s.inputs_at,
             s.next_id, s.out_type, s.out_arrival, s.out_dropped, s.arrived_by_type, s.overflow,
             s.buffer_peak,
         ),
@@ -139,45 +184,69 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
             st.tid.at[bidx].set(ids, mode="drop"),
             st.arrival.at[bidx].set(now, mode="drop"),
             st.uplink_end.at[bidx].set(up_end, mode="drop"),
-            st.dispatched.at[bidx].set(jnp.zeros((A, S), bool), mode="drop"),
-            st.node.at[bidx].set(jnp.full((A, S), -1, jnp.int64), mode="drop"),
+            st.queued.at[bidx].set(~stage_ok, mode="drop"),  # padding stages never queue
+            st.node.at[bidx].set(jnp.full((A, S), -1, INT), mode="drop"),
             st.finish.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
-            st.ready_slot.at[bidx].set(jnp.full((A, S), -1, jnp.int64), mode="drop"),
+            st.parents_known.at[bidx].set(jnp.zeros((A, S), INT), mode="drop"),
+            st.inputs_at.at[bidx].set(jnp.where(is_root, now, -INF), mode="drop"),  # max-accumulated
             st.next_id + total,
             st.out_type.at[jidx].set(n, mode="drop"),
             st.out_arrival.at[jidx].set(now, mode="drop"),
             st.out_dropped.at[jidx].set(dropped, mode="drop"),
             st.arrived_by_type + counts.sum(0),
             st.overflow + overflow,
-            jnp.maximum(st.buffer_peak, (st.alive.sum() + admitted.sum()).astype(jnp.int32)),
+            jnp.maximum(st.buffer_peak, st.alive.sum() + admitted.sum()),
         ),
     )
 
 
-def ready_stages(st: SimState, arrays: ScenarioArrays, t, now):
-    """[B,S] bool: undispatched stages whose parents are all done at `now`; updates ready_slot."""
-    svc = arrays.stage_service[st.ttype]  # [B,S]
-    par = arrays.stage_parents[st.ttype]  # [B,S,P]
-    parent_finish = jnp.take_along_axis(st.finish[:, None, :], jnp.clip(par, 0), axis=2)
-    parents_done = jnp.all((par < 0) | (parent_finish <= now), axis=2)
-    ready = st.alive[:, None] & (svc >= 0) & ~st.dispatched & parents_done
-    ready_slot = jnp.where(ready & (st.ready_slot < 0), t, st.ready_slot)
-    return ready, svc, ready_slot
+def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now) -> SimState:
+    """Append the stages that became ready at this boundary to the core and light queues."""
+    S, B, Ln = sizes.S, sizes.B, sizes.Ln
+    n_par = arrays.num_parents[st.ttype]  # [B,S]
+    ready = st.alive[:, None] & ~st.queued & (st.parents_known == n_par) & (st.inputs_at <= now)
+    # two-level compaction: tasks with a newly ready stage, then their stages (task ids ascend
+    # within a task's row, so sort only the small list)
+    rows = jnp.nonzero(ready.any(1), size=Ln, fill_value=B)[0]
+    rows_c = jnp.clip(rows, 0, B - 1)
+    sub = ready[rows_c] & (rows < B)[:, None]  # [Ln,S]
+    pick = jnp.nonzero(sub.reshape(-1), size=Ln, fill_value=Ln * S)[0]
+    valid = pick < Ln * S
+    b = rows_c[jnp.clip(pick // S, 0, Ln - 1)]
+    s = pick % S
+    order = jnp.lexsort((s, st.tid[b], ~valid))
+    b, s, valid = b[order], s[order], valid[order]
+    ref = b * S + s
+    svc = arrays.stage_service[st.ttype[b], s]
+    core = valid & arrays.service_is_core[jnp.clip(svc, 0)]
+    light = valid & ~core
+    missed = jnp.maximum(ready.sum() - Ln, 0)
+
+    def append(queue, qslot, mask):
+        count = (queue >= 0).sum()
+        pos = count + jnp.cumsum(mask) - 1
+        ok = mask & (pos < queue.shape[0])
+        idx = jnp.where(ok, pos, queue.shape[0])
+        return queue.at[idx].set(ref, mode="drop"), qslot.at[idx].set(t, mode="drop"), ok, (mask & ~ok).sum()
+
+    core_q, core_q_slot, core_ok, core_over = append(st.core_q, st.core_q_slot, core)
+    light_q, light_q_slot, light_ok, light_over = append(st.light_q, st.light_q_slot, light)
+    queued = _flat_set(st.queued, jnp.where(core_ok | light_ok, ref, B * S), True)
+    return eqx.tree_at(
+        lambda q: (q.core_q, q.core_q_slot, q.light_q, q.light_q_slot, q.queued, q.overflow),
+        st,
+        (core_q, core_q_slot, light_q, light_q_slot, queued, st.overflow + missed + core_over + light_over),
+    )
 
 
-def sorted_list(mask, st: SimState, ready_slot, size: int):
-    """The first `size` flagged stages, sorted by (ready slot, task id, stage index).
-
-    Returns (ref [L], valid [L], overflow []) with ref = b*S + s."""
-    B, S = mask.shape
-    flat = mask.reshape(-1)
-    ref = jnp.nonzero(flat, size=size, fill_value=B * S)[0]
-    valid = ref < B * S
-    refc = jnp.clip(ref, 0, B * S - 1)
-    b, s = refc // S, refc % S
-    order = jnp.lexsort((s, st.tid[b], ready_slot.reshape(-1)[refc], ~valid))
-    overflow = jnp.maximum(flat.sum() - size, 0)
-    return ref[order], valid[order], overflow
+def compact_queue(queue, qslot, remove):
+    """Drop the entries flagged in `remove`, keeping the order of the rest."""
+    keep = (queue >= 0) & ~remove
+    pos = jnp.where(keep, jnp.cumsum(keep) - 1, queue.shape[0])
+    return (
+        jnp.full_like(queue, -1).at[pos].set(queue, mode="drop"),
+        jnp.zeros_like(qslot).at[pos].set(qslot, mode="drop"),
+    )
 
 
 def data_ready(st: SimState, arrays: ScenarioArrays, ref):
@@ -195,18 +264,19 @@ def data_ready(st: SimState, arrays: ScenarioArrays, ref):
     return jnp.where(par[0] < 0, root, child)
 
 
-def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, valid, now):
-    """Core dispatch of the sorted ready core stages, one after another (SEMANTICS §2.5)."""
-    S = sizes.S
-    dr = jax.vmap(lambda r: data_ready(st, arrays, r))(jnp.clip(ref, 0, sizes.B * S - 1))  # [Lc,V]
-    svc = arrays.stage_service[st.ttype[jnp.clip(ref, 0, sizes.B * S - 1) // S], ref % S]
+def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) -> SimState:
+    """Dispatch the queued core stages in order (SEMANTICS §2.5)."""
+    S, BS = sizes.S, sizes.B * sizes.S
+    ref = st.core_q
+    valid = ref >= 0
+    refc = jnp.clip(ref, 0, BS - 1)
+    dr = jax.vmap(lambda r: data_ready(st, arrays, r))(refc)  # [Lc,V]
+    svc = arrays.stage_service[st.ttype[refc // S], refc % S]
     count = valid.sum()
     earliest = sizes.core_dispatch == "earliest_start"
 
     def body(carry):
-        i, ci_free, finish, node, dispatched = carry
-        r = jnp.clip(ref[i], 0, sizes.B * S - 1)
-        b, s = r // S, r % S
+        i, ci_free, fin_out, node_out, ok_out = carry
         cand = arrays.ci_service == svc[i]
         dr_i = dr[i][arrays.ci_node]  # [Ic]
         if earliest:
@@ -220,39 +290,47 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, va
             ok = valid[i] & eligible.any()
         fin = start[j] + arrays.core_duration[svc[i]]
         ci_free = ci_free.at[j].set(jnp.where(ok, fin, ci_free[j]))
-        finish = finish.at[b, s].set(jnp.where(ok, fin, finish[b, s]))
-        node = node.at[b, s].set(jnp.where(ok, arrays.ci_node[j], node[b, s]))
-        dispatched = dispatched.at[b, s].set(dispatched[b, s] | ok)
-        return i + 1, ci_free, finish, node, dispatched
+        return i + 1, ci_free, fin_out.at[i].set(fin), node_out.at[i].set(arrays.ci_node[j]), ok_out.at[i].set(ok)
 
-    _, ci_free, finish, node, dispatched = lax.while_loop(
-        lambda c: c[0] < count, body, (0, st.ci_free, st.finish, st.node, st.dispatched)
+    L = ref.shape[0]
+    init = (0, st.ci_free, jnp.zeros(L), jnp.zeros(L, INT), jnp.zeros(L, bool))
+    _, ci_free, fin, node, ok = lax.while_loop(lambda c: c[0] < count, body, init)
+    core_q, core_q_slot = compact_queue(st.core_q, st.core_q_slot, ok)
+    st = eqx.tree_at(
+        lambda q: (q.ci_free, q.node, q.core_q, q.core_q_slot),
+        st,
+        (ci_free, _flat_set(st.node, jnp.where(ok, refc, BS), node), core_q, core_q_slot),
     )
-    return eqx.tree_at(lambda s: (s.ci_free, s.finish, s.node, s.dispatched), st, (ci_free, finish, node, dispatched))
+    return record_finish(st, arrays, sizes, refc, fin, ok)
 
 
-def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, valid, ready_slot, t, now):
-    S = sizes.S
-    r = jnp.clip(ref, 0, sizes.B * S - 1)
+def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now) -> Observation:
+    S, BS = sizes.S, sizes.B * sizes.S
+    ref = st.light_q
+    valid = ref >= 0
+    r = jnp.clip(ref, 0, BS - 1)
     b, s = r // S, r % S
     n = st.ttype[b]
     svc = arrays.stage_service[n, s]
     occupancy = (st.job_ref >= 0).sum(-1).reshape(sizes.V, sizes.Ml, sizes.X)
+    light = jnp.where(valid, arrays.light_index[jnp.clip(svc, 0)], 0)
+    waiting_total = jnp.zeros(sizes.Ml, INT).at[light].add(valid.astype(INT))
     return Observation(
         t=t,
         now=now,
         valid=valid,
-        light=jnp.where(valid, arrays.light_index[svc], 0),
+        light=light,
         task_type=n,
         task_id=st.tid[b],
         buffer_slot=b,
         arrival=st.arrival[b],
         deadline=arrays.deadline[n],
-        ready_slot=ready_slot.reshape(-1)[r],
+        ready_slot=st.light_q_slot,
+        waiting_total=waiting_total,
         data_ready=jax.vmap(lambda x: data_ready(st, arrays, x))(r),
-        occupancy=occupancy.astype(jnp.int32),
+        occupancy=occupancy.astype(INT),
         exists=st.prev_alive,
-        prev_count=st.prev_alive.sum(-1).astype(jnp.int32),
+        prev_count=st.prev_alive.sum(-1).astype(INT),
         core_usage=arrays.core_usage,
         task_alive=st.alive,
         task_arrival=st.arrival,
@@ -260,68 +338,71 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref
     )
 
 
-def apply_light_action(st: SimState, obs: Observation, action: Action, ref, arrays: ScenarioArrays, sizes: SimSizes):
+def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: ScenarioArrays, sizes: SimSizes):
     """Validate the controller's decision, append admitted stages to their instances' FIFOs."""
     V, Ml, X, Q, S, L = sizes.V, sizes.Ml, sizes.X, sizes.Q, sizes.S, sizes.Lw
-    I = V * Ml * X
+    I, BS = V * Ml * X, sizes.B * sizes.S
     occ = (st.job_ref >= 0).sum(-1)  # [I]
-    alive = (action.alive.reshape(I) | (occ > 0)) & True
+    alive = action.alive.reshape(I) | (occ > 0)
     y = jnp.clip(jnp.repeat(action.parallelism.reshape(V * Ml), X), 0, Q)  # [I]
     inst = action.assign
     asked = obs.valid & (inst >= 0)
-    in_range = inst < I
     inst_c = jnp.clip(inst, 0, I - 1)
     same_service = (inst_c // X) % Ml == obs.light
     idx = jnp.arange(L)
-    earlier_same = (inst_c[None, :] == inst_c[:, None]) & asked[None, :] & (idx[None, :] < idx[:, None])
-    pos = occ[inst_c] + earlier_same.sum(1)
-    ok = asked & in_range & same_service & alive[inst_c] & (pos < y[inst_c])
+    # rank of each assignment among the earlier ones to the same instance (stable sort by instance)
+    key = jnp.where(asked, inst_c, I)
+    order = jnp.argsort(key, stable=True)
+    sorted_key = key[order]
+    seg_start = jnp.searchsorted(sorted_key, sorted_key, side="left")
+    rank = jnp.zeros(L, INT).at[order].set(jnp.arange(L) - seg_start)
+    pos = occ[inst_c] + rank
+    ok = asked & (inst < I) & same_service & alive[inst_c] & (pos < y[inst_c])
     v = inst_c // (Ml * X)
-    r = jnp.clip(ref, 0, sizes.B * S - 1)
-    b, s = r // S, r % S
+    ref = jnp.clip(st.light_q, 0, BS - 1)
     svc = arrays.light_service[obs.light]
     slot = jnp.where(ok, inst_c * Q + pos, I * Q)
-    job_ref = st.job_ref.reshape(-1).at[slot].set(r, mode="drop").reshape(I, Q)
-    job_ready = st.job_ready.reshape(-1).at[slot].set(obs.data_ready[idx, v], mode="drop").reshape(I, Q)
-    job_rem = st.job_rem.reshape(-1).at[slot].set(arrays.work[svc], mode="drop").reshape(I, Q)
-    bs = jnp.where(ok, r, sizes.B * S)
-    dispatched = st.dispatched.reshape(-1).at[bs].set(True, mode="drop").reshape(sizes.B, S)
-    node = st.node.reshape(-1).at[bs].set(v, mode="drop").reshape(sizes.B, S)
+    node = _flat_set(st.node, jnp.where(ok, ref, BS), v)
+    light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok)
     st = eqx.tree_at(
-        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.dispatched, q.node, q.invalid),
+        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid),
         st,
-        (job_ref, job_ready, job_rem, dispatched, node, st.invalid + jnp.sum(asked & ~ok)),
+        (
+            _flat_set(st.job_ref, slot, ref),
+            _flat_set(st.job_ready, slot, obs.data_ready[idx, v]),
+            _flat_set(st.job_rem, slot, arrays.work[svc]),
+            node,
+            light_q,
+            light_q_slot,
+            st.invalid + jnp.sum(asked & ~ok),
+        ),
     )
     return st, alive.reshape(V, Ml, X), y.reshape(V, Ml, X)
 
 
-def execute_light(st: SimState, rates, sizes: SimSizes, now, slot_ms):
+def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms) -> SimState:
     """Every light instance works through its FIFO at this slot's rate (SEMANTICS §2.7)."""
-    I, Q, S = sizes.V * sizes.Ml * sizes.X, sizes.Q, sizes.S
+    I, Q = sizes.V * sizes.Ml * sizes.X, sizes.Q
     f = rates.reshape(I)
     end = now + slot_ms
-    cursor = jnp.full(I, now)
-    blocked = jnp.zeros(I, bool)
-    n_done = jnp.zeros(I, jnp.int32)
-    rem_cols, fin_cols, done_cols = [], [], []
-    for q in range(Q):
+
+    def position(q, carry):
+        cursor, blocked, n_done, rem_all, fin_all, done_all = carry
         active = (st.job_ref[:, q] >= 0) & ~blocked
         start = jnp.maximum(cursor, st.job_ready[:, q])
         can = active & (start < end)
         rem = st.job_rem[:, q]
         fin = start + rem / f
         done = can & (fin <= end)
-        rem_cols.append(jnp.where(done, 0.0, jnp.where(can, rem - f * (end - start), rem)))
-        fin_cols.append(fin)
-        done_cols.append(done)
+        rem_all = rem_all.at[:, q].set(jnp.where(done, 0.0, jnp.where(can, rem - f * (end - start), rem)))
+        fin_all = fin_all.at[:, q].set(fin)
+        done_all = done_all.at[:, q].set(done)
         cursor = jnp.where(done, fin, cursor)
         blocked = blocked | (active & ~done)
-        n_done = n_done + done
-    rem = jnp.stack(rem_cols, 1)
-    fin = jnp.stack(fin_cols, 1)
-    done = jnp.stack(done_cols, 1)
-    target = jnp.where(done, st.job_ref, sizes.B * S).reshape(-1)
-    finish = st.finish.reshape(-1).at[target].set(fin.reshape(-1), mode="drop").reshape(sizes.B, S)
+        return cursor, blocked, n_done + done, rem_all, fin_all, done_all
+
+    init = (jnp.full(I, now), jnp.zeros(I, bool), jnp.zeros(I, INT), st.job_rem, jnp.zeros((I, Q)), jnp.zeros((I, Q), bool))
+    _, _, n_done, rem, fin, done = lax.fori_loop(0, Q, position, init)
     # done jobs form a prefix of each FIFO: shift the rest to the front
     src = jnp.arange(Q)[None, :] + n_done[:, None]
     keep = src < Q
@@ -330,11 +411,13 @@ def execute_light(st: SimState, rates, sizes: SimSizes, now, slot_ms):
     def shift(a, fill):
         return jnp.where(keep, jnp.take_along_axis(a, srcc, axis=1), fill)
 
-    return eqx.tree_at(
-        lambda q: (q.finish, q.job_ref, q.job_ready, q.job_rem),
+    finished_ref = st.job_ref.reshape(-1)
+    st = eqx.tree_at(
+        lambda q: (q.job_ref, q.job_ready, q.job_rem),
         st,
-        (finish, shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0)),
+        (shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0)),
     )
+    return record_finish(st, arrays, sizes, finished_ref, fin.reshape(-1), done.reshape(-1))
 
 
 def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None):
@@ -351,38 +434,29 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
         )
         st = admit_arrivals(st, counts, uplink, arrays, sizes, now)
         st = eqx.tree_at(lambda q: q.workload_state, st, wstate, is_leaf=lambda x: x is None)
+        st = enqueue_ready(st, arrays, sizes, t, now)
+        st = dispatch_core(st, arrays, sizes, now)
 
-        ready, svc, ready_slot = ready_stages(st, arrays, t, now)
-        st = eqx.tree_at(lambda q: q.ready_slot, st, ready_slot)
-        is_core = arrays.service_is_core[jnp.clip(svc, 0)]
-        core_ref, core_valid, core_over = sorted_list(ready & is_core, st, ready_slot, sizes.Lc)
-        st = dispatch_core(st, arrays, sizes, core_ref, core_valid, now)
-
-        light_ref, light_valid, light_over = sorted_list(ready & ~is_core, st, ready_slot, sizes.Lw)
-        obs = light_observation(st, arrays, sizes, light_ref, light_valid, ready_slot, t, now)
+        obs = light_observation(st, arrays, sizes, t, now)
         action, cstate = controller.act(
             st.controller_state, obs, (sizes, arrays), params, stream(key, STREAM_CONTROLLER, t)
         )
         st = eqx.tree_at(lambda q: q.controller_state, st, cstate, is_leaf=lambda x: x is None)
-        st, alive, y = apply_light_action(st, obs, action, light_ref, arrays, sizes)
+        st, alive, y = apply_light_action(st, obs, action, arrays, sizes)
 
-        counts_l = alive.sum(-1).astype(jnp.int32)  # [V,Ml]
-        prev = st.prev_alive.sum(-1).astype(jnp.int32)
+        counts_l = alive.sum(-1).astype(INT)  # [V,Ml]
+        prev = st.prev_alive.sum(-1).astype(INT)
         cdep = arrays.cost_deploy[arrays.light_service][None, :]
         crun = arrays.cost_run[arrays.light_service][None, :]
         cost = jnp.sum(cdep * jnp.maximum(counts_l - prev, 0) + crun * counts_l)
         usage = resource_usage(counts_l, arrays.resource[arrays.light_service], arrays.core_usage)
         violated = jnp.any(usage > arrays.capacity + CAPACITY_TOL)
 
-        st = execute_light(st, rates, sizes, now, params.slot_ms)
-        st = eqx.tree_at(
-            lambda q: (q.prev_alive, q.overflow, q.violations),
-            st,
-            (alive, st.overflow + core_over + light_over, st.violations + violated),
-        )
+        st = execute_light(st, rates, arrays, sizes, now, params.slot_ms)
+        st = eqx.tree_at(lambda q: (q.prev_alive, q.violations), st, (alive, st.violations + violated))
         y_out = jnp.max(jnp.where(alive, y, 0), axis=-1)
         outputs = {
-            "x_light": counts_l,
+            "x_light": counts_l.astype(jnp.int32),
             "parallelism": y_out.astype(jnp.int32),
             "cost_light_slot": cost,
             "tasks_in_flight": st.alive.sum().astype(jnp.int32),

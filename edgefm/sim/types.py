@@ -35,7 +35,8 @@ class SimSizes:
     Q: int  # light FIFO length = y_max (static bound of the parallelism)
     Ic: int  # core instances (padded over sampled instances)
     Lc: int  # ready core stages handled per boundary
-    Lw: int  # waiting light stages handled per boundary
+    Lw: int  # waiting light stages held in the queue, all shown to the controller
+    Ln: int  # newly ready stages taken per boundary
     A: int  # arrivals handled per slot (beyond: counted in list_overflow)
     J: int  # task ids recorded (per-task outcomes); beyond: counted in list_overflow
     T: int  # slots in the horizon
@@ -62,6 +63,8 @@ class ScenarioArrays(eqx.Module):
     deadline: Array  # [N] ms
     stage_service: Array  # [N,S] int, -1 padding
     stage_parents: Array  # [N,S,P] int, -1 padding
+    stage_child: Array  # [N,S] int: the successor stage, -1 for the sink and padding
+    num_parents: Array  # [N,S] int: number of parents of each stage
     sink_stage: Array  # [N] int
     user_gateway: Array  # [U] int
     arrival_rate: Array  # [U,N] tasks/ms at load 1x
@@ -101,6 +104,7 @@ class Observation(eqx.Module):
     arrival: Array  # [Lw] ms
     deadline: Array  # [Lw] ms: D_n
     ready_slot: Array  # [Lw] int
+    waiting_total: Array  # [Ml] int: waiting light stages per service
     data_ready: Array  # [Lw,V] ms: when the stage's input is on each node
     # light instances at the boundary
     occupancy: Array  # [V,Ml,X] int: admitted jobs not yet done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -34,7 +35,7 @@ class LBRRController(AbstractController):
 
     def init(self, ctx):
         sizes, _ = ctx
-        return jnp.zeros(sizes.Ml, jnp.int32)  # round-robin pointer per light service
+        return jnp.zeros(sizes.Ml, jnp.int64)  # round-robin pointer per light service
 
     def act(self, state, obs, ctx, params, key):
         sizes, arrays = ctx
@@ -42,7 +43,7 @@ class LBRRController(AbstractController):
         y_max = params.y_max
         light_r = arrays.resource[arrays.light_service]  # [Ml,K]
         occ = obs.occupancy
-        waiting = jnp.zeros(Ml, jnp.int32).at[obs.light].add(obs.valid.astype(jnp.int32))
+        waiting = obs.waiting_total  # all waiting stages, also those beyond the head shown
 
         def scale_out(ml, live):
             def body(carry):
@@ -65,29 +66,43 @@ class LBRRController(AbstractController):
 
         live = lax.fori_loop(0, Ml, scale_out, occ > 0)
 
-        VX = V * X
-        count = obs.valid.sum()
-        pos = jnp.arange(VX)
-
-        def route(carry):
-            i, occ2, ptr, assign = carry
-            ml = obs.light[i]
-            cand = (live[:, ml, :] & (occ2[:, ml, :] < y_max)).reshape(VX)
-            order = jnp.where(cand, (pos - ptr[ml]) % VX, VX)
-            j = jnp.argmin(order)
-            ok = obs.valid[i] & cand.any()
-            v, k = j // X, j % X
-            occ2 = occ2.at[v, ml, k].add(ok.astype(occ2.dtype))
-            ptr = ptr.at[ml].set(jnp.where(ok, (j + 1) % VX, ptr[ml]))
-            assign = assign.at[i].set(jnp.where(ok, (v * Ml + ml) * X + k, -1))
-            return i + 1, occ2, ptr, assign
-
-        _, occ2, ptr, assign = lax.while_loop(
-            lambda c: c[0] < count, route, (0, occ, state, jnp.full(sizes.Lw, -1, jnp.int32))
-        )
+        # Round-robin, vectorised: with the pointer at p, instances are visited in the cyclic order
+        # p, p+1, ...; a stage goes to the next instance with room. Equivalently, in round c the
+        # instances whose room exceeds c each take one stage, in cyclic order; so the j-th waiting
+        # stage of a service falls in round c_j = max{c : sum_i min(room_i, c) <= j}, at position
+        # j - sum_i min(room_i, c_j) among the instances with room > c_j.
+        VX, Q = V * X, sizes.Q
+        perm = (state[:, None] + jnp.arange(VX)[None, :]) % VX  # [Ml,VX] cyclic order per service
+        room_flat = jnp.where(live, y_max - occ, 0).transpose(1, 0, 2).reshape(Ml, VX)
+        room = jnp.take_along_axis(room_flat, perm, axis=1)  # [Ml,VX] in visiting order
+        rounds = jnp.arange(Q + 1)
+        filled = jnp.minimum(room[:, None, :], rounds[None, :, None]).sum(-1)  # [Ml,Q+1]
+        takers = room[:, None, :] > rounds[None, :Q, None]  # [Ml,Q,VX]
+        nth = jnp.cumsum(takers, axis=-1) - 1  # position of each taker within its round
+        # table[ml, c, q] = visiting index of the q-th taker of round c
+        ml_i, c_i, i_i = jnp.meshgrid(jnp.arange(Ml), jnp.arange(Q), jnp.arange(VX), indexing="ij")
+        table = jnp.zeros((Ml, Q, VX + 1), jnp.int64).at[
+            ml_i, c_i, jnp.where(takers, nth, VX)
+        ].set(i_i)
+        onehot = jax.nn.one_hot(obs.light, Ml, dtype=jnp.int64) * obs.valid[:, None]
+        j = (jnp.cumsum(onehot, axis=0) - onehot)[jnp.arange(obs.light.shape[0]), obs.light]  # rank in service
+        cum = filled[obs.light]  # [L,Q+1]
+        c = jnp.clip(jnp.sum(cum[:, 1:] <= j[:, None], axis=1), 0, Q - 1)
+        ok = obs.valid & (j < cum[:, Q])
+        q = j - jnp.take_along_axis(cum, c[:, None], axis=1)[:, 0]
+        visit = table[obs.light, c, jnp.clip(q, 0, VX)]
+        inst = perm[obs.light, jnp.clip(visit, 0, VX - 1)]  # v*X + k
+        v, k = inst // X, inst % X
+        assign = jnp.where(ok, (v * Ml + obs.light) * X + k, -1)
+        occ2 = occ.at[jnp.where(ok, v, V), obs.light, k].add(1, mode="drop")
+        # the pointer moves past the instance that took the service's last stage
+        last = jnp.where(ok, j, -1)
+        last_of = jnp.full(Ml, -1, jnp.int64).at[obs.light].max(last)
+        is_last = ok & (j == last_of[obs.light])
+        ptr = state.at[jnp.where(is_last, obs.light, Ml)].set((inst + 1) % VX, mode="drop")
         action = Action(
             alive=occ2 > 0,
             assign=assign,
-            parallelism=jnp.full((V, Ml), y_max, jnp.int32),
+            parallelism=jnp.full((V, Ml), y_max, jnp.int64),
         )
         return action, ptr

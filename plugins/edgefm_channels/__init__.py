@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 
 from edgefm import hookimpl
+from edgefm.random import gamma
 from edgefm.interfaces import AbstractChannelModel
 
 
@@ -42,7 +42,7 @@ class NakagamiChannel(AbstractChannelModel):
 
     def uplink_rate(self, key, users, params):
         m = self.shape(users)
-        gain = jax.random.gamma(key, m) * users["nakagami_omega"] / m
+        gain = gamma(key, m) * users["nakagami_omega"] / m
         return params["bandwidth"] * jnp.log2(1.0 + params["snr0"] * gain)
 
 

@@ -1,0 +1,145 @@
+"""The host-side pipeline, without Hydra: components + scenarios + placement -> engine -> arrays.
+
+`edgefm.cli` builds a `Components` from the config and calls `run_engine`; tests and notebooks
+call it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+
+from edgefm.errors import ConfigError
+from edgefm.sim.keys import realisation_keys
+from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
+from edgefm.sim.rollout import simulate
+from edgefm.sim.types import CORE_DISPATCH_RULES, SimSizes
+
+
+@dataclasses.dataclass
+class SimSettings:
+    """The `sim` config group (see `edgefm.config.schema.SimConfig` for the documented defaults)."""
+
+    realisations: int = 8
+    slot_ms: float = 1.0
+    arrival_ms: float = 200.0
+    drain_ms: float = 100.0
+    core_dispatch: str = "earliest_start"
+    y_max: int = 20
+    max_light_instances: int = 8
+    buffer_factor: float = 2.0
+    max_core_ready: int = 0
+    max_light_waiting: int = 0
+    quantiles: tuple = (0.5, 0.9, 0.95, 0.99)
+
+
+def validate_sim(sim) -> None:
+    """Check the `sim` settings before anything is compiled."""
+
+    def positive(name, value, integer=False):
+        ok = value > 0 and np.isfinite(value) and (not integer or int(value) == value)
+        if not ok:
+            raise ConfigError(f"sim.{name}", value, "a positive " + ("integer" if integer else "finite number"))
+
+    positive("realisations", sim.realisations, True)
+    positive("slot_ms", sim.slot_ms)
+    positive("arrival_ms", sim.arrival_ms)
+    positive("y_max", sim.y_max, True)
+    positive("max_light_instances", sim.max_light_instances, True)
+    positive("buffer_factor", sim.buffer_factor)
+    if not (sim.drain_ms >= 0 and np.isfinite(sim.drain_ms)):
+        raise ConfigError("sim.drain_ms", sim.drain_ms, "a finite number >= 0 (ms)")
+    for name in ("arrival_ms", "drain_ms"):
+        value = getattr(sim, name)
+        slots = value / sim.slot_ms
+        if abs(slots - round(slots)) > 1e-9:
+            raise ConfigError(f"sim.{name}", value, f"a whole multiple of sim.slot_ms = {sim.slot_ms}")
+    if sim.core_dispatch not in CORE_DISPATCH_RULES:
+        raise ConfigError("sim.core_dispatch", sim.core_dispatch, "one of: " + ", ".join(CORE_DISPATCH_RULES))
+    for name in ("max_core_ready", "max_light_waiting"):
+        value = getattr(sim, name)
+        if not (int(value) == value and value >= 0):
+            raise ConfigError(f"sim.{name}", value, "an integer >= 0 (0 = sized automatically)")
+    for q in sim.quantiles:
+        if not 0 <= q <= 1:
+            raise ConfigError("sim.quantiles", list(sim.quantiles), "numbers in [0, 1]")
+
+
+@dataclasses.dataclass
+class Components:
+    placement: Any
+    controller: Any
+    channel: Any
+    workload: Any
+
+
+@dataclasses.dataclass
+class EngineRun:
+    """What `run_engine` returns: host NumPy arrays with leading axes [instance, realisation]."""
+
+    outputs: dict[str, np.ndarray]
+    sizes: SimSizes
+    scenarios: list
+    x_core: list[np.ndarray]
+    placement_info: list[dict]
+    load: float
+    seconds: dict[str, float]
+
+
+def solve_placements(scenarios, placement, slot_ms: float):
+    results = [placement.solve(sc, slot_ms=slot_ms) for sc in scenarios]
+    for sc, res in zip(scenarios, results):
+        x = np.asarray(res.x_core)
+        if x.shape != (sc.num_nodes, sc.num_services) or (x < 0).any() or (x[:, ~sc.service_is_core] != 0).any():
+            raise ConfigError(
+                "placement", getattr(placement, "name", placement),
+                f"a [V,M] = [{sc.num_nodes},{sc.num_services}] non-negative integer array with zero light columns",
+            )
+    return [np.asarray(r.x_core, np.int64) for r in results], [dict(r.info) for r in results]
+
+
+def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None, placement_info=None) -> EngineRun:
+    """Solve the placement (unless `x_core` is given), then simulate every realisation of every instance."""
+    validate_sim(sim)
+    for c in (components.workload, components.channel, components.controller):
+        if hasattr(c, "validate"):
+            c.validate()
+    seconds = {}
+    t0 = time.perf_counter()
+    if x_core is None:
+        x_core, placement_info = solve_placements(scenarios, components.placement, float(sim.slot_ms))
+    seconds["placement"] = time.perf_counter() - t0
+    load = float(getattr(components.workload.config, "load", 1.0))
+    peak = float(components.workload.peak_factor()) if hasattr(components.workload, "peak_factor") else 1.0
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=peak)
+    arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T)
+    params = make_params(
+        sim, load=load, channel=components.channel, workload=components.workload, controller=components.controller
+    )
+    keys = realisation_keys(int(seed), len(scenarios), int(sim.realisations))
+    t0 = time.perf_counter()
+    out = simulate(keys, arrays, params, sizes, components.channel, components.workload, components.controller)
+    out = jax.tree.map(np.asarray, jax.block_until_ready(out))
+    seconds["simulate"] = time.perf_counter() - t0
+    overflow = int(np.sum(out["list_overflow"]))
+    if overflow:
+        warnings.warn(
+            f"{overflow} list-size events in the engine (see list_overflow): results are approximate; "
+            "raise sim.buffer_factor, sim.max_core_ready or sim.max_light_waiting",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return EngineRun(
+        outputs=out,
+        sizes=sizes,
+        scenarios=list(scenarios),
+        x_core=list(x_core),
+        placement_info=list(placement_info or [{} for _ in scenarios]),
+        load=load,
+        seconds=seconds,
+    )
