@@ -350,14 +350,17 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     inst_c = jnp.clip(inst, 0, I - 1)
     same_service = (inst_c // X) % Ml == obs.light
     idx = jnp.arange(L)
-    # rank of each assignment among the earlier ones to the same instance (stable sort by instance)
-    key = jnp.where(asked, inst_c, I)
-    order = jnp.argsort(key, stable=True)
-    sorted_key = key[order]
-    seg_start = jnp.searchsorted(sorted_key, sorted_key, side="left")
-    rank = jnp.zeros(L, INT).at[order].set(jnp.arange(L) - seg_start)
+    # The controller states each assignment's rank among the new jobs of its instance. An
+    # instance whose ranks are not exactly 0..n-1 within its room gets none of its new jobs.
+    rank = action.rank
+    target = jnp.where(asked & (inst < I), inst_c, I)
+    n_new = jnp.zeros(I + 1, INT).at[target].add(1)[:I]
+    top = jnp.full(I + 1, -1, INT).at[target].max(rank)[:I]
+    cell = jnp.where(asked & (inst < I), inst_c * Q + jnp.clip(rank, 0, Q - 1), I * Q)
+    clash = jnp.zeros(I * Q + 1, INT).at[cell].add(1)[:I * Q].reshape(I, Q).max(-1) > 1
+    consistent = (top + 1 == n_new) & ~clash & (occ + n_new <= y)
     pos = occ[inst_c] + rank
-    ok = asked & (inst < I) & same_service & alive[inst_c] & (pos < y[inst_c])
+    ok = asked & (inst < I) & same_service & alive[inst_c] & consistent[inst_c] & (rank >= 0)
     v = inst_c // (Ml * X)
     ref = jnp.clip(st.light_q, 0, BS - 1)
     svc = arrays.light_service[obs.light]

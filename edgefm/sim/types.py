@@ -122,7 +122,20 @@ class Action(eqx.Module):
 
     alive: Array  # [V,Ml,X] bool: light instances that exist during this slot (busy ones are kept anyway)
     assign: Array  # [Lw] int: flat instance index (v*Ml + ml)*X + k for each waiting stage, -1 = wait
+    rank: Array  # [Lw] int: 0, 1, ... among this boundary's assignments to the same instance, in list order
     parallelism: Array  # [V,Ml] int: y, jobs one instance admits at once (<= y_max)
+
+
+def ranks_in_list_order(assign):
+    """[L] int: for each assignment, how many earlier entries of the list go to the same instance.
+
+    A helper for controllers without a closed form for `Action.rank` (one stable sort)."""
+    L = assign.shape[0]
+    key = jnp.where(assign >= 0, assign, jnp.iinfo(assign.dtype).max)
+    order = jnp.argsort(key, stable=True)
+    sorted_key = key[order]
+    seg_start = jnp.searchsorted(sorted_key, sorted_key, side="left")
+    return jnp.zeros(L, assign.dtype).at[order].set(jnp.arange(L, dtype=assign.dtype) - seg_start)
 
 
 def flat_instance(v, ml, k, sizes: SimSizes):

@@ -103,6 +103,7 @@ class LBRRController(AbstractController):
         action = Action(
             alive=occ2 > 0,
             assign=assign,
+            rank=c,  # one stage per instance per round
             parallelism=jnp.full((V, Ml), y_max, jnp.int64),
         )
         return action, ptr
