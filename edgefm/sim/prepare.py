@@ -77,14 +77,18 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     dt = float(sim.slot_ms)
     T_arr = int(round(sim.arrival_ms / dt))
     T = T_arr + int(round(sim.drain_ms / dt))
-    per_slot = max(float(s.arrival_rate.sum()) for s in scenarios) * load * dt * peak_factor
+    # Sizes follow the load's size class (1, 2, 4, ...x), so a sweep over loads within a class
+    # reuses the compiled program.
+    size_load = 2.0 ** math.ceil(math.log2(max(load, 1.0)))
+    per_slot = max(float(s.arrival_rate.sum()) for s in scenarios) * size_load * dt * peak_factor
     A = int(math.ceil(per_slot + 8.0 * math.sqrt(per_slot) + 8))
     total = per_slot * T_arr
     J = int(math.ceil(total + 8.0 * math.sqrt(total) + 16))
     d_max = max(float(s.deadline.max()) for s in scenarios)
     B = int(math.ceil(sim.buffer_factor * per_slot * (d_max / dt + 1))) + A
     B = min(B, J)
-    Lc = int(sim.max_core_ready) or 2 * A
+    # under earliest_start every ready core stage is dispatched at once; under idle_only they queue
+    Lc = int(sim.max_core_ready) or (2 * A if sim.core_dispatch == "earliest_start" else B)
     Lw = int(sim.max_light_waiting) or B
     Ln = 4 * A
     Ic = max(int(np.sum(x)) for x in placements)

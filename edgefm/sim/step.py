@@ -294,7 +294,11 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) ->
 
     L = ref.shape[0]
     init = (0, st.ci_free, jnp.zeros(L), jnp.zeros(L, INT), jnp.zeros(L, bool))
-    _, ci_free, fin, node, ok = lax.while_loop(lambda c: c[0] < count, body, init)
+    if earliest:
+        cond = lambda c: c[0] < count  # noqa: E731
+    else:  # stop once no core instance is idle: the rest of the queue waits anyway
+        cond = lambda c: (c[0] < count) & jnp.any((c[1] <= now) & (arrays.ci_service >= 0))  # noqa: E731
+    _, ci_free, fin, node, ok = lax.while_loop(cond, body, init)
     core_q, core_q_slot = compact_queue(st.core_q, st.core_q_slot, ok)
     st = eqx.tree_at(
         lambda q: (q.ci_free, q.node, q.core_q, q.core_q_slot),
