@@ -2,7 +2,8 @@
 
 - `get_plugin_manager()`: the process-wide pluggy manager, loaded from the ``edgefm`` entry points.
 - `Registry`: (kind, name) -> component class, with the distribution that provides it.
-- `register_configs()`: each component's ``Config`` into Hydra's ConfigStore as ``<group>/base_<name>``.
+- `register_configs()`: each component's ``Config`` (plus its ``name``) into Hydra's ConfigStore as
+  ``<group>/base_<name>``, and as ``<group>/<name>`` when no YAML file provides that option.
 - `print_plugins()`: the table behind ``edgefm plugins``.
 
 Environment variables:
@@ -293,15 +294,49 @@ class Registry:
 # Hydra and the CLI
 
 
-def register_configs(registry: Registry, cs: Any = None) -> None:
-    """Store every component's ``Config`` in Hydra's ConfigStore as ``<kind>/base_<name>``."""
+def config_schema(kind: str, cls: type) -> type:
+    """The dataclass stored for a component: its ``Config`` plus ``name: str = cls.name``.
+
+    The ``name`` field tells the run which plugin a config group option selected; the other fields
+    are those of ``cls.Config`` (so the component is built from ``cls.Config`` without ``name``).
+    """
+    config = cls.Config
+    if any(f.name == "name" for f in dataclasses.fields(config)):
+        raise PluginError(
+            f"{kind} {cls.name!r}: its Config has a field `name`, which edgefm reserves for the "
+            f"plugin name ({kind}.name = {cls.name!r}); rename that field"
+        )
+    return dataclasses.make_dataclass(
+        config.__name__,
+        [("name", str, dataclasses.field(default=cls.name))],
+        bases=(config,),
+        namespace={"__doc__": config.__doc__, "__module__": config.__module__, "__qualname__": config.__qualname__},
+    )
+
+
+def register_configs(registry: Registry, cs: Any = None, yaml_dirs: Any = None) -> None:
+    """Store every component's config schema (`config_schema`) in Hydra's ConfigStore.
+
+    Each is stored as ``<kind>/base_<name>``, the schema that YAML files of the group extend
+    (``defaults: [base_<name>, _self_]``). For a component without a YAML file
+    ``<kind>/<name>.yaml`` in any of ``yaml_dirs`` (a third-party plugin, typically) it is also
+    stored as ``<kind>/<name>``, so ``<kind>=<name>`` selects it with its defaults. With
+    ``yaml_dirs=None`` only the ``base_<name>`` entries are stored.
+    """
+    from pathlib import Path
+
     if cs is None:
         from hydra.core.config_store import ConfigStore
 
         cs = ConfigStore.instance()
     for (kind, name), entry in registry._entries.items():
         try:
-            cs.store(group=kind, name=f"base_{name}", node=entry.cls.Config, provider=entry.distribution)
+            schema = config_schema(kind, entry.cls)
+            cs.store(group=kind, name=f"base_{name}", node=schema, provider=entry.distribution)
+            if yaml_dirs is not None and not any((Path(d) / kind / f"{name}.yaml").is_file() for d in yaml_dirs):
+                cs.store(group=kind, name=name, node=schema, provider=entry.distribution)
+        except PluginError:
+            raise
         except Exception as exc:  # OmegaConf rejects field types it cannot represent
             raise PluginError(
                 f"{kind} {name!r} from {entry.provider()}: its Config cannot be a Hydra structured "

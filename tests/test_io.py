@@ -28,7 +28,7 @@ from edgefm.io import (
 )
 
 SIZES = dict(instance=2, realisation=3, slot=4, node=3, service=2, task_type=2, user=2, resource=4,
-             quantile=3)
+             quantile=3, task=5)
 
 
 def make_coords() -> dict:
@@ -45,6 +45,7 @@ def make_coords() -> dict:
         "user": ["u0", "u1"],
         "resource": ["cpu", "ram", "gpu", "vram"],
         "quantile": [0.5, 0.9, 0.99],
+        "task": np.arange(SIZES["task"]),
     }
 
 

@@ -277,7 +277,9 @@ def test_register_configs_stores_each_config_as_group_base_name(site):
     node = ConfigStore.instance().load("controller/base_thirdparty_ctrl.yaml")
     assert node.group == "controller"
     assert node.node.gain == 1.5
+    assert node.node.name == "thirdparty_ctrl"  # which plugin the group option selects
     assert "base_thirdparty_ctrl.yaml" in ConfigStore.instance().list("controller")
+    assert "thirdparty_ctrl.yaml" not in ConfigStore.instance().list("controller")  # yaml_dirs=None: no alias
 
 
 def test_print_plugins_on_an_empty_registry_returns_1_with_the_fix():

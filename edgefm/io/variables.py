@@ -37,6 +37,7 @@ DIMS: dict[str, str] = {
     "user": "user",
     "resource": "resource type (cpu, ram, gpu, vram)",
     "quantile": "latency quantile level",
+    "task": "task id, in arrival order (per-task records, with output.task_records)",
 }
 
 _CORE_OWNER = "edgefm core"
@@ -105,6 +106,7 @@ def _rows() -> list[Variable]:
         V("user", ("user",), "", "user name", _STR, "coord"),
         V("resource", ("resource",), "", "resource type: cpu, ram, gpu or vram", _STR, "coord"),
         V("quantile", ("quantile",), "1", "quantile level in [0, 1]", "float64", "coord"),
+        V("task", ("task",), "1", "task id in arrival order", "int64", "coord"),
         # ---- per (instance, realisation) -----------------------------------------------------
         V("tasks_arrived", (I, R), tasks, "tasks that arrived", "int64"),
         V("tasks_ontime", (I, R), tasks, "tasks finished by their deadline", "int64"),
@@ -135,6 +137,9 @@ def _rows() -> list[Variable]:
         V("x_core", (I, "node", "service"), "instances", "core instances placed (x^core)", "int64"),
         V("x_light", (I, R, "slot", "node", "service"), "instances",
           "light instances deployed in the slot (x^light)", "int32"),
+        V("parallelism", (I, R, "slot", "node", "service"), "jobs",
+          "largest parallelism y over the light instances of the service on the node in the slot "
+          "(0 where none)", "int32"),
         # ---- scenario parameters -------------------------------------------------------------
         V("capacity", (I, "node", "resource"), "resource units", "node capacity R_v", "float64"),
         V("resource_need", (I, "service", "resource"), "resource units",
@@ -152,6 +157,13 @@ def _rows() -> list[Variable]:
         V("arrival_rate", (I, "user", N), "tasks/ms", "arrival rate lambda_{u,n} at the run's load",
           "float64"),
         V("user_gateway", (I, "user"), "node index", "gateway node g(u) of the user", "int64"),
+        # ---- per task (only with output.task_records; padding beyond a realisation's tasks) ---
+        V("task_arrival", (I, R, "task"), ms, "arrival time of the task (nan: padding)", "float64"),
+        V("task_finish", (I, R, "task"), ms,
+          "finish time of the task's sink stage (nan: unfinished, dropped or padding)", "float64"),
+        V("task_type_index", (I, R, "task"), "1",
+          "index of the task's type along task_type (-1: padding)", "int64"),
+        V("task_dropped", (I, R, "task"), "1", "1 if the task was dropped, else 0", "int8"),
     ]
 
 

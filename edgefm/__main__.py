@@ -1,0 +1,5 @@
+"""``python -m edgefm``: the same as the ``edgefm`` command."""
+
+from edgefm.cli import main
+
+raise SystemExit(main())

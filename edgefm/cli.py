@@ -1,0 +1,293 @@
+"""The ``edgefm`` command: the Hydra app (a run, or a multirun with ``-m``) and ``edgefm plugins``.
+
+``edgefm [overrides] [hydra flags]`` composes ``conf/config.yaml`` (or ``$EDGEFM_CONFIG_DIR``) and
+runs one job per composed config: components resolved by name through the plugin Registry, scenario
+sampled and validated, `edgefm.runner.run_engine`, the dataset written atomically to
+``<run dir>/<output.filename>``, a summary table printed.
+
+Bad input (any `EdgefmError`, or a Hydra/OmegaConf composition error) ends the command with one line
+``edgefm: error: ...`` on stderr and exit status 2, before anything is compiled;
+``EDGEFM_TRACEBACK=1`` adds the full traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from edgefm.errors import ConfigError, EdgefmError
+
+TRACEBACK_ENV = "EDGEFM_TRACEBACK"
+EXIT_BAD_INPUT = 2
+
+
+# ----------------------------------------------------------------------------------------------
+# The job
+
+
+def make_component(registry, kind: str, node) -> Any:
+    """Instantiate the component a config group selected: ``node.name`` resolved in ``registry``,
+    built with its ``Config`` filled from the other keys of ``node``."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(node, DictConfig) or "name" not in node:
+        raise ConfigError(
+            f"{kind}.name", None, f"a {kind} plugin name, chosen with {kind}=<name>: one of {', '.join(registry.names(kind))}"
+        )
+    name = node.name
+    cls = registry.resolve(kind, name)
+    values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+    try:
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), values))
+    except OmegaConfBaseException as exc:
+        key = str(getattr(exc, "full_key", "") or "")
+        fields = [f.name for f in dataclasses.fields(cls.Config)]
+        accepted = f"the options of {kind} {name!r} are: {', '.join(fields)}" if fields else f"{kind} {name!r} has no options"
+        raise ConfigError(
+            f"{kind}.{key}" if key else kind,
+            values.get(key.split(".")[0]) if key else values,
+            f"{_first_line(exc)}; {accepted}",
+        ) from None
+    return cls(config)
+
+
+def sim_settings(node):
+    """`edgefm.runner.SimSettings` from the ``sim`` node."""
+    from omegaconf import OmegaConf
+
+    from edgefm.runner import SimSettings
+
+    values = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    values["quantiles"] = tuple(float(q) for q in values["quantiles"])
+    return SimSettings(**values)
+
+
+def plugin_versions(registry, names: dict[str, str]) -> dict[str, str]:
+    """``<kind>.<name>`` -> ``"<distribution> <version>"`` for the selected components."""
+    versions = {}
+    for kind, name in names.items():
+        row = next((r for r in registry.entries(kind) if r.name == name), None)
+        if row is not None:
+            versions[f"{kind}.{name}"] = f"{row.distribution} {row.version}".strip()
+    return versions
+
+
+def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
+    """One run of a composed config; returns the summary (also passed to ``edgefm_run_end``).
+
+    Every check (components, sim, scenario) happens before ``edgefm_run_start`` and before the
+    placement solve and the compile.
+    """
+    from omegaconf import OmegaConf
+
+    from edgefm.io import write_netcdf_atomic
+    from edgefm.plugins import KINDS, Registry, get_plugin_manager
+    from edgefm.results import build_dataset, merge_plugin_datasets, print_summary, summarise_run
+    from edgefm.runner import Components, run_engine, validate_sim
+    from edgefm.scenario.spec import build_scenarios
+
+    # JAX logs, at INFO, each backend it could not start (tpu, ...); Hydra shows INFO on the console.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    run_dir = Path(run_dir)
+    registry = Registry.default() if registry is None else registry
+    pm = get_plugin_manager()
+
+    components = {kind: make_component(registry, kind, cfg[kind]) for kind in KINDS}
+    sim = sim_settings(cfg.sim)
+    validate_sim(sim)
+    for component in components.values():
+        if hasattr(component, "validate"):
+            component.validate()
+    filename = str(cfg.output.filename)
+    if not filename or filename in (".", "..") or "/" in filename or os.sep in filename:
+        raise ConfigError("output.filename", filename, "a file name without folders, e.g. results.nc")
+    scenarios = build_scenarios(cfg.scenario, cfg.seed)
+
+    OmegaConf.set_readonly(cfg, True)  # plugins see it; none may change it
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pm.hook.edgefm_run_start(cfg=cfg, run_dir=run_dir)
+
+    engine = run_engine(scenarios, Components(**components), sim, seed=int(cfg.seed))
+
+    names = {kind: components[kind].name for kind in KINDS}
+    ds = build_dataset(
+        engine,
+        slot_ms=sim.slot_ms,
+        names=names,
+        seed=int(cfg.seed),
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        plugin_versions=plugin_versions(registry, names),
+        task_records=bool(cfg.output.task_records),
+        extra_attrs={"task": str(cfg.task), "scenario": str(cfg.scenario.name)},
+    )
+    ds = merge_plugin_datasets(ds, pm.hook.edgefm_dataset_finalize(dataset=ds, cfg=cfg))
+    path = write_netcdf_atomic(ds, run_dir / filename)
+
+    summary = summarise_run(engine, names)
+    summary["dataset"] = str(path)
+    pm.hook.edgefm_run_end(dataset_path=path, cfg=cfg, summary=summary)
+    if cfg.output.print_summary:
+        print_summary(summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors as one line
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "msg", None) or exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _omegaconf_message(exc) -> str:
+    """``<key>: <what is wrong>``, listing the known keys for a misspelt one."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    key = getattr(exc, "full_key", None) or ""
+    msg = _first_line(exc)
+    obj = getattr(exc, "object_type", None)
+    if isinstance(exc, ConfigAttributeError | ConfigKeyError) and "not in" in msg:
+        if obj is not None and dataclasses.is_dataclass(obj):
+            known = ", ".join(f.name for f in dataclasses.fields(obj))
+            return f"{key} is not a key of {obj.__name__}; known keys: {known}"
+        return f"{key} is not a known key ({msg})"
+    return f"{key}: {msg}" if key else msg
+
+
+def error_message(exc: BaseException) -> str | None:
+    """The one-line message of a bad-input error, or None for anything else (a bug)."""
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, EdgefmError):
+        return _one_line(str(exc))
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options is not None:
+        group, _, option = str(exc.missing_cfg_file).rpartition("/")
+        options = [o for o in exc.options if not o.startswith("base_")]
+        if group:
+            return _one_line(
+                f"{group} = {option!r} is invalid: not an option of the config group {group!r}; "
+                f"one of: {', '.join(options) or '(none)'} (`edgefm plugins` lists the installed components)"
+            )
+    if isinstance(exc, OverrideParseException):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("See http")]
+        detail = "; ".join(line for line in lines if not line.startswith("Error parsing override"))
+        return _one_line(
+            f"cannot parse the override {exc.override!r}: {detail or 'invalid syntax'} "
+            f"(expected key=value, group=option, +key=value or ~key)"
+        )
+    if isinstance(exc, HydraException):
+        cause = exc.__cause__
+        if isinstance(cause, OmegaConfBaseException):
+            return _one_line(_omegaconf_message(cause))
+        return _one_line(_first_line(exc))
+    if isinstance(exc, OmegaConfBaseException):
+        return _one_line(_omegaconf_message(exc))
+    return None
+
+
+def report(exc: BaseException, file=None, prefix: str = "") -> int:
+    """Print ``exc`` the CLI way and return the exit status (2 bad input, 1 anything else)."""
+    file = sys.stderr if file is None else file
+    message = error_message(exc)
+    if message is None:
+        traceback.print_exception(exc, file=file)
+        return 1
+    if os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
+        traceback.print_exception(exc, file=file)
+    print(f"edgefm: error: {prefix}{message}", file=file)
+    return EXIT_BAD_INPUT
+
+
+# ----------------------------------------------------------------------------------------------
+# The Hydra app
+
+
+@contextlib.contextmanager
+def _patched(argv: list[str], env: dict[str, str]):
+    saved_argv, saved_env = sys.argv, {k: os.environ.get(k) for k in env}
+    sys.argv = ["edgefm", *argv]  # the program name in Hydra's usage and help
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_app(argv: list[str]) -> int:
+    """Register the configs, then run Hydra on ``argv`` (overrides and Hydra flags)."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from edgefm.config.schema import CONFIG_DIR_ENV, default_config_dir, register_all
+    from edgefm.plugins import Registry
+
+    try:
+        conf_dir = default_config_dir()
+        if not (conf_dir / "config.yaml").is_file():
+            raise ConfigError(
+                CONFIG_DIR_ENV if os.environ.get(CONFIG_DIR_ENV) else "config directory",
+                str(conf_dir),
+                "a folder with config.yaml (the repository's conf/)",
+                hint=f"set {CONFIG_DIR_ENV} to the conf/ folder of an edgefm checkout",
+            )
+        registry = Registry.default()
+        register_all(registry, conf_dir=conf_dir)
+
+        failures: list[tuple[str, BaseException]] = []
+
+        @hydra.main(config_path=str(conf_dir), config_name="config", version_base="1.3")
+        def job(cfg) -> None:
+            hydra_cfg = HydraConfig.get()
+            try:
+                run(cfg, hydra_cfg.runtime.output_dir, registry)
+            except Exception as exc:
+                if error_message(exc) is None:
+                    raise  # a bug: Hydra re-raises it (HYDRA_FULL_ERROR) and we print the traceback
+                # Bad input: kept from Hydra, which would add its own "Error executing job" line.
+                label = ""
+                if hydra_cfg.mode == RunMode.MULTIRUN:
+                    label = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): "
+                failures.append((label, exc))
+
+        # HYDRA_FULL_ERROR=1: Hydra re-raises instead of printing its own (multi-line) report.
+        with _patched(argv, {"HYDRA_FULL_ERROR": "1"}):
+            job()
+    except Exception as exc:  # noqa: BLE001 - every error ends here, as one line or a traceback
+        return report(exc)
+    status = 0
+    for label, exc in failures:
+        status = max(status, report(exc, prefix=label))
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``edgefm`` console script and of ``python -m edgefm``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "plugins":
+        from edgefm import cli_plugins
+
+        return cli_plugins.main(argv[1:])
+    return run_app(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Structured configs of a run: the root config, `sim`, `output`, and their ConfigStore registration.
+
+The YAML files in ``conf/`` start from these schemas (``defaults: [base_<name>, _self_]``), so a
+misspelt key or a value of the wrong type is an error when Hydra composes the config, before
+anything runs. The component groups (placement, controller, channel, workload) take their schema
+from the plugin that provides the component: see `edgefm.plugins.register_configs`.
+"""
+
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List
+
+from omegaconf import MISSING
+
+from edgefm.config.scenario import ScenarioSpec, register_scenario_configs
+
+CONFIG_DIR_ENV = "EDGEFM_CONFIG_DIR"
+
+
+class CoreDispatch(enum.Enum):
+    """How a core instance picks its next stage (MODEL.md §4)."""
+
+    earliest_start = "earliest_start"  # any instance of the service that can start the stage first
+    idle_only = "idle_only"  # only an idle instance; otherwise the stage waits
+
+
+@dataclass
+class SimConfig:
+    """The ``sim`` group: horizon, engine sizes and reported quantiles (`edgefm.runner.SimSettings`)."""
+
+    realisations: int = 8  # Monte Carlo realisations per sampled scenario instance (vmapped)
+    slot_ms: float = 1.0  # slot length, ms; the controller decides once per slot
+    arrival_ms: float = 200.0  # tasks arrive during [0, arrival_ms); a whole number of slots
+    drain_ms: float = 100.0  # further time without arrivals for tasks in flight to finish; whole slots
+    core_dispatch: CoreDispatch = CoreDispatch.earliest_start  # core dispatch rule: earliest_start | idle_only
+    y_max: int = 20  # most stages one light instance may hold at once (its parallelism bound)
+    max_light_instances: int = 8  # light instance slots per (node, light service)
+    buffer_factor: float = 2.0  # task buffer = buffer_factor x expected tasks in flight (+ margin)
+    max_core_ready: int = 0  # ready core stages handled per slot; 0 = sized automatically
+    max_light_waiting: int = 0  # waiting light stages handled per slot; 0 = sized automatically
+    quantiles: List[float] = field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99])  # latency quantile levels
+
+
+@dataclass
+class OutputConfig:
+    """The ``output`` group: what a run writes and prints."""
+
+    filename: str = "results.nc"  # dataset file name inside the run folder
+    task_records: bool = False  # also store per-task arrays (arrival, finish, type, dropped)
+    print_summary: bool = True  # print the summary table at the end of the run
+
+
+@dataclass
+class EdgefmConfig:
+    """The root config. The four component nodes are filled by their group's default option."""
+
+    seed: int = 0  # scenario sampling and every random stream of the engine
+    task: str = "edgefm"  # names the output folder: outputs/<task>/runs/<timestamp>
+    scenario: ScenarioSpec = field(default_factory=ScenarioSpec)
+    placement: Any = MISSING  # placement solver (tier 1), with `name` = the plugin name
+    controller: Any = MISSING  # controller (tier 2)
+    channel: Any = MISSING  # uplink channel model
+    workload: Any = MISSING  # task-arrival generator
+    sim: SimConfig = field(default_factory=SimConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def default_config_dir() -> Path:
+    """The ``conf/`` folder: ``$EDGEFM_CONFIG_DIR`` if set, else ``conf/`` of the repository."""
+    env = os.environ.get(CONFIG_DIR_ENV, "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def register_all(registry, cs: Any = None, conf_dir: str | os.PathLike | None = None) -> None:
+    """Store every schema in Hydra's ConfigStore ``cs`` (default: the instance).
+
+    Root ``base_config``, ``sim/base_sim``, ``output/base_output``, ``scenario/base_scenario``, and
+    for every registered component ``<kind>/base_<name>`` (plus ``<kind>/<name>`` when
+    ``conf_dir``, default `default_config_dir`, has no ``<kind>/<name>.yaml``).
+    """
+    from edgefm.plugins import register_configs
+
+    if cs is None:
+        from hydra.core.config_store import ConfigStore
+
+        cs = ConfigStore.instance()
+    if conf_dir is None:
+        conf_dir = default_config_dir()
+    cs.store(name="base_config", node=EdgefmConfig, provider="edgefm")
+    cs.store(group="sim", name="base_sim", node=SimConfig, provider="edgefm")
+    cs.store(group="output", name="base_output", node=OutputConfig, provider="edgefm")
+    register_scenario_configs(cs)
+    register_configs(registry, cs, yaml_dirs=[conf_dir])
+
+
+__all__ = [
+    "CONFIG_DIR_ENV",
+    "CoreDispatch",
+    "EdgefmConfig",
+    "OutputConfig",
+    "SimConfig",
+    "default_config_dir",
+    "register_all",
+]

@@ -1,0 +1,255 @@
+"""From an `EngineRun` to the run dataset, the merge of plugin additions, and the headline summary.
+
+Layout (every name is a row of `edgefm.io.variables`): per (instance, realisation) counts, rates and
+costs; by task type; per slot; ``x_core(instance, node, service)``; ``x_light`` and
+``parallelism(instance, realisation, slot, node, service)`` over all services (0 in core columns);
+the scenario parameters per instance; per-task records only on request. The swept choices
+(controller, placement, channel, workload, load, seed) are length-1 dimensions of every data
+variable, so `edgefm.io.collect` rebuilds a multirun.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from edgefm.errors import PluginError
+from edgefm.io import standard_attrs, to_dataset, variable_table
+from edgefm.scenario.model import RESOURCES
+
+# Engine outputs over light services only, expanded to every service.
+LIGHT_COLUMN_OUTPUTS = ("x_light", "parallelism")
+TASK_RECORDS = ("task_arrival", "task_finish", "task_type_index", "task_dropped")
+SWEEP_KINDS = ("controller", "placement", "channel", "workload")
+
+
+def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[dict, dict]:
+    """``(arrays, coords)`` for `to_dataset` from an `edgefm.runner.EngineRun`."""
+    out = run.outputs
+    scenarios = run.scenarios
+    sc0 = scenarios[0]
+    I, R = np.asarray(out["tasks_arrived"]).shape  # noqa: E741
+    T = int(run.sizes.T)
+    light = sc0.light_services
+
+    arrays: dict[str, np.ndarray] = {}
+    skip = set(LIGHT_COLUMN_OUTPUTS) | set(TASK_RECORDS) | {"task_type"}
+    for row in variable_table("data"):
+        if row.name in out and row.name not in skip and row.dims[:2] == ("instance", "realisation"):
+            arrays[row.name] = np.asarray(out[row.name])
+    for name in LIGHT_COLUMN_OUTPUTS:
+        values = np.asarray(out[name])  # [I,R,T,V,Ml]
+        full = np.zeros(values.shape[:-1] + (sc0.num_services,), values.dtype)
+        full[..., light] = values
+        arrays[name] = full
+
+    def stack(get) -> np.ndarray:
+        return np.stack([np.asarray(get(sc)) for sc in scenarios])
+
+    arrays.update(
+        x_core=np.stack([np.asarray(x) for x in run.x_core]),
+        capacity=stack(lambda sc: sc.capacity),
+        resource_need=stack(lambda sc: sc.resource),
+        work=stack(lambda sc: sc.work),
+        output_size=stack(lambda sc: sc.output_size),
+        core_rate=stack(lambda sc: sc.core_rate),
+        light_shape=stack(lambda sc: sc.light_shape),
+        light_scale=stack(lambda sc: sc.light_scale),
+        deadline=stack(lambda sc: sc.deadline),
+        input_size=stack(lambda sc: sc.input_size),
+        arrival_rate=stack(lambda sc: sc.arrival_rate) * float(run.load),
+        user_gateway=stack(lambda sc: sc.user_gateway),
+    )
+
+    users = sc0.meta.get("user_names") or tuple(f"u{i}" for i in range(sc0.num_users))
+    coords: dict[str, Any] = {
+        "instance": np.arange(I),
+        "realisation": np.arange(R),
+        "slot": np.arange(T),
+        "slot_start_ms": np.arange(T) * float(slot_ms),
+        "node": list(sc0.node_names),
+        "node_kind": ["ES" if s else "ED" for s in sc0.node_is_server],
+        "service": list(sc0.service_names),
+        "service_kind": ["core" if c else "light" for c in sc0.service_is_core],
+        "task_type": list(sc0.type_names),
+        "user": list(users),
+        "resource": list(RESOURCES),
+        "quantile": np.asarray(run.sizes.quantiles, float),
+    }
+
+    if task_records:
+        recorded = np.minimum(np.asarray(out["num_tasks"]), np.asarray(out["task_arrival"]).shape[-1])  # [I,R]
+        n = int(recorded.max()) if recorded.size else 0
+        valid = np.arange(n)[None, None, :] < recorded[:, :, None]
+        arrays["task_arrival"] = np.where(valid, np.asarray(out["task_arrival"])[..., :n], np.nan)
+        arrays["task_finish"] = np.where(valid, np.asarray(out["task_finish"])[..., :n], np.nan)
+        arrays["task_type_index"] = np.where(valid, np.asarray(out["task_type"])[..., :n], -1)
+        arrays["task_dropped"] = np.where(valid, np.asarray(out["task_dropped"])[..., :n], False).astype(np.int8)
+        coords["task"] = np.arange(n)
+    return arrays, coords
+
+
+def placement_attrs(info: Mapping) -> dict:
+    """Global attributes from a placement's info: ``solver_*`` keys as they are, other strings and
+    numbers (scalars or 1-D numeric lists) as ``placement_<key>``; anything else is left out."""
+    attrs = {}
+    for key, value in info.items():
+        name = key if str(key).startswith("solver_") else f"placement_{key}"
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool | int | float | str):
+            attrs[name] = value
+            continue
+        try:
+            array = np.asarray(value)
+        except Exception:
+            continue
+        if array.ndim == 1 and array.size and array.dtype.kind in "biuf":
+            attrs[name] = array
+    return attrs
+
+
+def build_dataset(
+    run,
+    *,
+    slot_ms: float,
+    names: Mapping[str, str],
+    seed: int,
+    config_yaml: str,
+    plugin_versions: Mapping[str, str],
+    task_records: bool = False,
+    extra_attrs: Mapping | None = None,
+) -> xr.Dataset:
+    """The run dataset of an `EngineRun`.
+
+    ``names`` maps each kind (placement, controller, channel, workload) to the component name;
+    ``plugin_versions`` maps ``<kind>.<name>`` to ``"<distribution> <version>"``.
+    """
+    arrays, coords = engine_arrays(run, slot_ms=slot_ms, task_records=task_records)
+    extra = {
+        "strategy": f"{names['placement']} + {names['controller']}",
+        "channel_model": names["channel"],
+        "workload_model": names["workload"],
+        "load": float(run.load),
+        **placement_attrs(run.placement_info[0] if run.placement_info else {}),
+        **{f"seconds_{k}": float(v) for k, v in run.seconds.items()},
+        **(extra_attrs or {}),
+    }
+    attrs = standard_attrs(config_yaml, seed, plugin_versions, extra)
+    sweep = {kind: str(names[kind]) for kind in SWEEP_KINDS}
+    sweep.update(load=float(run.load), seed=int(seed))
+    return to_dataset(arrays, coords, attrs, sweep)
+
+
+def merge_plugin_datasets(ds: xr.Dataset, additions: Iterable[xr.Dataset | None], hook: str = "edgefm_dataset_finalize") -> xr.Dataset:
+    """Merge what plugins returned from ``hook`` into ``ds``.
+
+    A data variable or global attribute already present (in ``ds`` or from an earlier plugin) is a
+    `PluginError`; a coordinate may be repeated only with identical values. A data variable that
+    lacks the run's sweep dimensions gets them, so multirun collection keeps working.
+    """
+    from edgefm.io import is_sweep_dim
+
+    sweep = {d: ds[d].values for d in ds.dims if is_sweep_dim(ds, d)}
+    for extra in additions:
+        if extra is None:
+            continue
+        if not isinstance(extra, xr.Dataset):
+            raise PluginError(f"{hook}: a plugin returned {type(extra).__name__}, expected an xarray.Dataset or None")
+        for name in extra.data_vars:
+            if name in ds.variables:
+                raise PluginError(f"{hook}: a plugin returned variable {name!r}, which the dataset already has")
+        for name, coord in extra.coords.items():
+            if name in ds.coords and not ds[name].equals(coord):
+                raise PluginError(f"{hook}: a plugin returned coordinate {name!r} with values that differ from the dataset's")
+            if name in ds.data_vars:
+                raise PluginError(f"{hook}: a plugin returned coordinate {name!r}, which the dataset has as a variable")
+        for key in extra.attrs:
+            if key in ds.attrs:
+                raise PluginError(f"{hook}: a plugin returned global attribute {key!r}, which the dataset already has")
+        data = {}
+        for name, var in extra.data_vars.items():
+            missing = {d: v for d, v in sweep.items() if d not in var.dims}
+            data[name] = var.expand_dims(missing) if missing else var
+        try:
+            merged = xr.merge([ds, xr.Dataset(data, coords=extra.coords)], join="exact", combine_attrs="override")
+        except (ValueError, xr.MergeError) as exc:
+            raise PluginError(f"{hook}: a plugin returned variables that do not fit the dataset: {exc}") from exc
+        merged.attrs = {**ds.attrs, **extra.attrs}
+        ds = merged
+    return ds
+
+
+def summarise_run(run, names: Mapping[str, str]) -> dict[str, Any]:
+    """Headline metrics as plain Python scalars (the table printed at the end of a run)."""
+    from scipy import stats
+
+    out = run.outputs
+    rate = np.asarray(out["ontime_rate"], float).ravel()
+    n = rate.size
+    mean = float(rate.mean()) if n else math.nan
+    if n > 1:
+        half = float(stats.t.ppf(0.975, n - 1) * rate.std(ddof=1) / math.sqrt(n))
+    else:
+        half = math.nan
+    cost = {k: float(np.mean(out[f"cost_{k}"])) for k in ("core", "light", "total")}
+    return {
+        "strategy": f"{names['placement']} + {names['controller']}",
+        "samples": int(n),
+        "ontime_rate_mean": mean,
+        "ontime_rate_ci95_low": mean - half,
+        "ontime_rate_ci95_high": mean + half,
+        "cost_core_mean": cost["core"],
+        "cost_light_mean": cost["light"],
+        "cost_total_mean": cost["total"],
+        "tasks_arrived": int(np.sum(out["tasks_arrived"])),
+        "tasks_dropped": int(np.sum(out["tasks_dropped"])),
+        "list_overflow": int(np.sum(out["list_overflow"])),
+        "seconds_placement": float(run.seconds.get("placement", math.nan)),
+        "seconds_simulate": float(run.seconds.get("simulate", math.nan)),
+    }
+
+
+def print_summary(summary: Mapping[str, Any], file=None) -> None:
+    """The summary table (rich); piped output keeps one line per row."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    file = sys.stdout if file is None else file
+    console = Console(file=file)
+    if not console.is_terminal:
+        console = Console(file=file, width=10_000)
+    s = summary
+    table = Table(title="edgefm run", show_header=False)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", no_wrap=True)
+    half = (s["ontime_rate_ci95_high"] - s["ontime_rate_ci95_low"]) / 2
+    ci = f" ± {half:.4f} (95 % t-interval, n = {s['samples']})" if math.isfinite(half) else f" (n = {s['samples']})"
+    rows = [
+        ("strategy", s["strategy"]),
+        ("on-time rate", f"{s['ontime_rate_mean']:.4f}{ci}"),
+        ("mean cost core / light / total", f"{s['cost_core_mean']:.1f} / {s['cost_light_mean']:.1f} / {s['cost_total_mean']:.1f}"),
+        ("tasks arrived / dropped", f"{s['tasks_arrived']} / {s['tasks_dropped']}"),
+        ("list_overflow", str(s["list_overflow"])),
+        ("compile + run", f"{s['seconds_simulate']:.1f} s"),
+        ("dataset", str(s.get("dataset", ""))),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table, markup=False, highlight=False)
+
+
+__all__ = [
+    "build_dataset",
+    "engine_arrays",
+    "merge_plugin_datasets",
+    "placement_attrs",
+    "print_summary",
+    "summarise_run",
+]
