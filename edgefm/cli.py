@@ -279,6 +279,21 @@ def run_app(argv: list[str]) -> int:
     return status
 
 
+CACHE_ENV = "EDGEFM_JAX_CACHE"
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled engines on disk (``$EDGEFM_JAX_CACHE``, default ``~/.cache/edgefm/jax``; ``0``
+    turns it off), so a second run of the same shapes skips the ~30 s compile."""
+    where = os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "edgefm" / "jax"))
+    if where in ("", "0"):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edgefm`` console script and of ``python -m edgefm``."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -286,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgefm import cli_plugins
 
         return cli_plugins.main(argv[1:])
+    enable_compilation_cache()
     return run_app(argv)
 
 

@@ -30,12 +30,8 @@ def _component_key(c):
     return (c.static_key(), repr(c.config))
 
 
-def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller):
-    """Run every realisation of every instance.
-
-    keys: [I,R] typed keys; arrays: ScenarioArrays with a leading instance axis [I,...]; params are
-    shared. Returns a dict of device arrays with leading axes [I,R].
-    """
+def _program(sizes: SimSizes, channel, workload, controller):
+    """The jitted program for these sizes and components, cached for the life of the process."""
     cache_key = (sizes, _component_key(channel), _component_key(workload), _component_key(controller))
     fn = _COMPILED.get(cache_key)
     if fn is None:
@@ -49,7 +45,22 @@ def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, c
 
         fn = jax.jit(run)
         _COMPILED[cache_key] = fn
-    return fn(keys, arrays, params)
+    return fn
+
+
+def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller):
+    """Run every realisation of every instance.
+
+    keys: [I,R] typed keys; arrays: ScenarioArrays with a leading instance axis [I,...]; params are
+    shared. Returns a dict of device arrays with leading axes [I,R].
+    """
+    return _program(sizes, channel, workload, controller)(keys, arrays, params)
+
+
+def compile_simulation(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller):
+    """Ahead-of-time compile `simulate` for these arguments: returns the compiled callable
+    ``f(keys, arrays, params)`` (used by the benchmarks to time compilation apart from running)."""
+    return _program(sizes, channel, workload, controller).lower(keys, arrays, params).compile()
 
 
 def exogenous_samples(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload):
