@@ -87,10 +87,11 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     d_max = max(float(s.deadline.max()) for s in scenarios)
     B = int(math.ceil(sim.buffer_factor * per_slot * (d_max / dt + 1))) + A
     B = min(B, J)
+    # stages that become ready at one boundary: arrivals' roots plus the children of a slot's
+    # completions, which can be many when a backlog clears
+    Ln = max(4 * A, B // 4)
     # under earliest_start every ready core stage is dispatched at once; under idle_only they queue
-    Lc = int(sim.max_core_ready) or (2 * A if sim.core_dispatch == "earliest_start" else B)
-    Lw = int(sim.max_light_waiting) or B
-    Ln = 4 * A
+    Lc = int(sim.max_core_ready) or (Ln if sim.core_dispatch == "earliest_start" else B)
     Ic = max(int(np.sum(x)) for x in placements)
     return SimSizes(
         V=sc0.num_nodes,
