@@ -92,6 +92,7 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     Ln = max(4 * A, B // 4)
     # under earliest_start every ready core stage is dispatched at once; under idle_only they queue
     Lc = int(sim.max_core_ready) or (Ln if sim.core_dispatch == "earliest_start" else B)
+    Lw = int(sim.max_light_waiting) or B
     Ic = max(int(np.sum(x)) for x in placements)
     return SimSizes(
         V=sc0.num_nodes,
