@@ -3,6 +3,8 @@ per (sizes, components) and cached across the jobs of a multirun in one process.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -27,7 +29,15 @@ def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes
 
 
 def _component_key(c):
-    return (c.static_key(), repr(c.config))
+    """What of a component changes the compiled program: its class and its non-traced options
+    (numeric options listed in `params()`, and the workload's load, are traced leaves)."""
+    traced = set(c.params()) | {"load"}
+    config = c.config
+    if dataclasses.is_dataclass(config):
+        static = tuple((f.name, repr(getattr(config, f.name))) for f in dataclasses.fields(config) if f.name not in traced)
+    else:
+        static = (repr(config),)
+    return (c.static_key(), static)
 
 
 def _program(sizes: SimSizes, channel, workload, controller):

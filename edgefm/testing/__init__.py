@@ -52,11 +52,12 @@ def check_run_invariants(run) -> None:
         assert (usage <= sc.capacity[None, None] + 1e-9).all(), "Eq. 8 violated by the recorded instance counts"
 
 
-def check_controller(controller, *, seed: int = 0, realisations: int = 2) -> None:
-    """Run `controller` with the baseline placement, channel and workload and check the invariants."""
+def check_controller(controller, *, seed: int = 0, realisations: int = 20) -> None:
+    """Run `controller` with the baseline placement, channel and workload on the small scenario at
+    its default horizon, and check the invariants."""
     comps = _default_components()
     comps["controller"] = controller
-    sim = SimSettings(realisations=realisations, arrival_ms=40.0, drain_ms=60.0)
+    sim = SimSettings(realisations=realisations, arrival_ms=200.0, drain_ms=100.0)
     check_run_invariants(run_engine(_small_scenarios(seed), Components(**comps), sim, seed=seed))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -25,7 +26,7 @@ class PoissonWorkload(AbstractWorkloadGenerator):
     description = "independent Poisson arrivals per user and task type"
 
     def validate(self):
-        if not (self.config.load >= 0 and jnp.isfinite(self.config.load)):
+        if not (self.config.load >= 0 and math.isfinite(self.config.load)):
             raise ConfigError("workload.load", self.config.load, "a finite number >= 0")
 
     def peak_factor(self) -> float:
@@ -58,7 +59,7 @@ class MMPPWorkload(AbstractWorkloadGenerator):
 
     def validate(self):
         c = self.config
-        if not (c.load >= 0):
+        if not (c.load >= 0 and math.isfinite(c.load)):
             raise ConfigError("workload.load", c.load, "a finite number >= 0")
         if not (0 < c.burst_fraction < 1):
             raise ConfigError("workload.burst_fraction", c.burst_fraction, "a number in (0, 1)")

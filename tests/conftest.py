@@ -1,0 +1,159 @@
+"""Shared engine runs for the engine tests.
+
+A compiled engine program costs tens of seconds on a CPU, so runs are memoised for the whole session:
+every test module asking for the same (scenario, sim settings, load, seed, realisations, components)
+gets the same run, and runs that share `SimSizes` and components share the compiled program (the
+cache in `edgefm.sim.rollout`). Each kind of component is one instance here so that the engine's
+cache key (which includes the component configs) is the same for every load: the load reaches the
+engine as the traced `SimParams.load`, not through the workload config.
+
+Realisation r of a run is an independent seed, so the seeds of a test are vectorised as the
+realisations of one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+
+import edgefm  # noqa: F401  (turns on x64)
+from edgefm.scenario import build_scenarios, load_spec
+from edgefm.sim import TRACE_COUNTER, exogenous_samples, simulate
+from edgefm.sim import rollout as _rollout
+from edgefm.sim.keys import realisation_keys
+from edgefm.sim.prepare import compute_sizes, make_params, slice_instance, stack_arrays
+from edgefm_baselines import LBRRController, LeastLoadedPlacement
+from edgefm_channels import NakagamiChannel
+from edgefm_workloads import PoissonWorkload
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+CHANNEL = NakagamiChannel()
+WORKLOAD = PoissonWorkload()
+LBRR = LBRRController()
+PLACEMENT = LeastLoadedPlacement()
+
+REALISATIONS = 20
+# (arrival_ms, drain_ms) per scenario: the small one at its default horizon, the paper one shorter so
+# that the plain-Python reference stays fast
+HORIZON = {"small": (200.0, 100.0), "paper": (40.0, 100.0)}
+
+
+def sim_settings(*, rule: str, arrival_ms: float, drain_ms: float, **changes) -> SimpleNamespace:
+    sim = dict(
+        slot_ms=1.0, arrival_ms=arrival_ms, drain_ms=drain_ms, core_dispatch=rule, y_max=20,
+        max_light_instances=8, buffer_factor=2.0, max_core_ready=0, max_light_waiting=0,
+        quantiles=(0.5, 0.9, 0.95, 0.99),
+    )
+    sim.update(changes)
+    return SimpleNamespace(**sim)
+
+
+@dataclasses.dataclass
+class EngineCase:
+    """One engine run, with everything needed to redo it or to feed the reference simulator."""
+
+    scenarios: list
+    x_core: list
+    sim: Any
+    load: float
+    seed: int
+    channel: Any
+    workload: Any
+    controller: Any
+    sizes: Any
+    arrays: Any
+    params: Any
+    keys: Any
+    out: dict  # host arrays, leading axes [I,R]
+    traces: int  # increase of TRACE_COUNTER["step"] during the simulate call
+    new_program: bool  # whether the call added a program to the engine's compile cache
+    exo_key: Any = None  # memo key of the exogenous samples (None: not shared)
+
+    @property
+    def R(self) -> int:
+        return int(self.keys.shape[1])
+
+    def exogenous(self):
+        """(arrivals [R,T,U,N], uplink_rate [R,T,U], light_rate [R,T,V,Ml,X]) of instance 0, from
+        `edgefm.sim.exogenous_samples`, one vmapped call for all realisations."""
+        key = self.exo_key if self.exo_key is not None else ("case", id(self))
+        if key not in _EXOGENOUS:
+            a0 = slice_instance(self.arrays, 0)
+            draws = jax.jit(jax.vmap(
+                lambda k: exogenous_samples(k, a0, self.params, self.sizes, self.channel, self.workload)
+            ))(self.keys[0])
+            _EXOGENOUS[key] = tuple(np.asarray(d) for d in draws)
+        return _EXOGENOUS[key]
+
+
+_EXOGENOUS: dict = {}
+_RUNS: dict = {}
+RUN_LOG: list = []  # every EngineCase made in this session, in order
+
+
+def run_case(scenarios, x_core, sim, *, load, seed, realisations, channel, workload, controller, exo_key=None):
+    """Simulate (not memoised); records the trace count and whether a program was compiled."""
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0)
+    arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T)
+    params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller)
+    keys = realisation_keys(seed, len(scenarios), realisations)
+    traces0, programs0 = TRACE_COUNTER["step"], len(_rollout._COMPILED)
+    out = simulate(keys, arrays, params, sizes, channel, workload, controller)
+    out = jax.tree.map(np.asarray, jax.block_until_ready(out))
+    case = EngineCase(
+        scenarios=list(scenarios), x_core=list(x_core), sim=sim, load=load, seed=seed, channel=channel,
+        workload=workload, controller=controller, sizes=sizes, arrays=arrays, params=params, keys=keys,
+        out=out, traces=TRACE_COUNTER["step"] - traces0, new_program=len(_rollout._COMPILED) > programs0,
+        exo_key=exo_key,
+    )
+    RUN_LOG.append(case)
+    return case
+
+
+_SCENARIOS: dict = {}
+
+
+def scenario_instances(name: str):
+    """(scenarios, least_loaded placements) of conf/scenario/<name>.yaml, instance 0 only, seed 0."""
+    if name not in _SCENARIOS:
+        scs = build_scenarios(load_spec(CONF / "scenario" / f"{name}.yaml"), seed=0)
+        _SCENARIOS[name] = (scs, [np.asarray(PLACEMENT.solve(s, slot_ms=1.0).x_core) for s in scs])
+    return _SCENARIOS[name]
+
+
+def engine_run(name: str, *, rule="earliest_start", load=1.0, seed=0, realisations=REALISATIONS,
+               controller=LBRR, fresh=False) -> EngineCase:
+    """The memoised run of scenario `name` (lbrr, nakagami, poisson unless said otherwise) at the
+    scenario's standard horizon. `fresh=True` simulates again (not memoised)."""
+    arrival_ms, drain_ms = HORIZON[name]
+    key = (name, rule, float(load), int(seed), int(realisations), id(controller))
+    if fresh or key not in _RUNS:
+        scs, x_core = scenario_instances(name)
+        sim = sim_settings(rule=rule, arrival_ms=arrival_ms, drain_ms=drain_ms)
+        # the exogenous samples do not depend on the dispatch rule or the controller
+        exo_key = (name, float(load), int(seed), int(realisations))
+        case = run_case(scs, x_core, sim, load=load, seed=seed, realisations=realisations, channel=CHANNEL,
+                        workload=WORKLOAD, controller=controller, exo_key=exo_key)
+        if fresh:
+            return case
+        _RUNS[key] = case
+    return _RUNS[key]
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The memoised engine runs: `engine(name, rule=..., load=..., seed=..., controller=...)`."""
+    return engine_run
+
+
+@pytest.fixture(scope="session")
+def engine_tools():
+    """`run_case` (not memoised), `sim_settings`, and `log`: every run made in this session."""
+    return SimpleNamespace(run_case=run_case, sim_settings=sim_settings, log=RUN_LOG)
