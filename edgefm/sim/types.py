@@ -138,10 +138,6 @@ def ranks_in_list_order(assign):
     return jnp.zeros(L, assign.dtype).at[order].set(jnp.arange(L, dtype=assign.dtype) - seg_start)
 
 
-def flat_instance(v, ml, k, sizes: SimSizes):
-    return (v * sizes.Ml + ml) * sizes.X + k
-
-
 def resource_usage(counts, resource_light, core_usage):
     """[V,K] usage of core instances plus `counts[V,Ml]` light instances of needs `resource_light[Ml,K]`."""
     return core_usage + jnp.einsum("vl,lk->vk", counts.astype(core_usage.dtype), resource_light)
