@@ -1,0 +1,202 @@
+"""Placement `milp`: the network-aware, sparsity-constrained integer program of MODEL.md §5 on SCIP.
+
+See docs/PLACEMENT.md for the program, the closures and the options.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefm.errors import ConfigError, SolverError
+from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
+from edgefm_milp_scip import scip
+from edgefm_milp_scip.program import Program, build_program, core_demand, reserve_fractions, to_placement
+
+KAPPA_MODES = ("retention", "fixed", "off")
+DEFAULT_RESERVE = 0.1
+
+
+@dataclass
+class MilpConfig:
+    xi: float = 3.0  # weight of the QoS score Q against the cost
+    rho: float = 0.01  # 1/ms: decay of the load estimate z̃ (Eq. 15)
+    q_min: float = -1.0  # floor of each (user, type) term of Q
+    reserve: Any = DEFAULT_RESERVE  # fraction of every node's capacity kept for light instances; or [cpu, ram, gpu, vram]
+    uplink_bandwidth: float = 0.125  # MB/ms: B of the mean uplink rate B log2(1 + snr0 Ω_u) (.inf: no uplink)
+    uplink_snr0: float = 1.0  # snr0 of the mean uplink rate
+    sparsity: str = "global"  # global: Σ 1{x ≥ 1} ≥ κ over (node, service) pairs | per_service: each service on ≥ κ nodes
+    kappa_mode: str = "retention"  # retention: largest κ within (1 - retention)|J*| | fixed: placement.kappa | off
+    kappa: int = 0  # κ when kappa_mode = fixed
+    retention: float = 0.95  # share of the κ-free optimum the retention rule keeps
+    time_limit_s: float = 60.0  # SCIP time limit per solve (s)
+    gap: float = 0.0  # relative gap at which SCIP stops (0 = proven optimal)
+    threads: int = 1  # SCIP threads (> 1: concurrent solve)
+    seed: int = 0  # SCIP random seed shift
+    write_model: bool = False  # write the program solved last as MPS and LP
+    model_dir: str = ""  # folder for write_model ("" = the Hydra run folder, else the working directory)
+    verbose: bool = False  # SCIP log on stdout
+
+
+def validate_common(config, solver: str) -> None:
+    """Checks shared by `milp` and `milp_relaxed` (the names are those of the placement group)."""
+    reserve_fractions(config.reserve)
+    for name in ("xi", "rho"):
+        value = getattr(config, name)
+        if not (np.isfinite(value) and value >= 0):
+            raise ConfigError(f"placement.{name}", value, "a finite number >= 0")
+    if not np.isfinite(config.q_min):
+        raise ConfigError("placement.q_min", config.q_min, "a finite number")
+    if not (config.uplink_bandwidth > 0):
+        raise ConfigError("placement.uplink_bandwidth", config.uplink_bandwidth, "a number > 0 in MB/ms (.inf: no uplink delay)")
+    if not (np.isfinite(config.uplink_snr0) and config.uplink_snr0 > 0):
+        raise ConfigError("placement.uplink_snr0", config.uplink_snr0, "a finite number > 0")
+    if config.sparsity not in scip.FORMS:
+        raise ConfigError("placement.sparsity", config.sparsity, "one of: " + ", ".join(scip.FORMS))
+    if config.kappa_mode not in KAPPA_MODES:
+        raise ConfigError("placement.kappa_mode", config.kappa_mode, "one of: " + ", ".join(KAPPA_MODES))
+    if config.kappa < 0:
+        raise ConfigError("placement.kappa", config.kappa, "an integer >= 0")
+    if not (0 < config.retention <= 1):
+        raise ConfigError("placement.retention", config.retention, "a number in (0, 1]")
+    if not (config.time_limit_s > 0):
+        raise ConfigError("placement.time_limit_s", config.time_limit_s, "a number of seconds > 0")
+
+
+def model_folder(config) -> Path:
+    """Where write_model puts its files: ``model_dir``, else the Hydra run folder, else the cwd."""
+    if config.model_dir:
+        return Path(config.model_dir)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - outside a Hydra job
+        pass
+    return Path(os.getcwd())
+
+
+def program_of(config, scenario, slot_ms: float) -> Program:
+    return build_program(
+        scenario, slot_ms=slot_ms, xi=config.xi, rho=config.rho, q_min=config.q_min, reserve=config.reserve,
+        bandwidth=config.uplink_bandwidth, snr0=config.uplink_snr0,
+    )  # fmt: skip
+
+
+class MilpPlacement(AbstractPlacementSolver):
+    """Core placement by the integer program of MODEL.md §5, solved exactly by SCIP."""
+
+    name = "milp"
+    Config = MilpConfig
+    description = "network-aware integer program with a sparsity constraint (MODEL.md §5), SCIP"
+
+    def validate(self) -> None:
+        validate_common(self.config, self.name)
+        if not (0 <= self.config.gap < 1):
+            raise ConfigError("placement.gap", self.config.gap, "a relative gap in [0, 1)")
+        if self.config.threads < 1:
+            raise ConfigError("placement.threads", self.config.threads, "an integer >= 1")
+
+    def options(self) -> scip.SolverOptions:
+        c = self.config
+        return scip.SolverOptions(time_limit_s=c.time_limit_s, gap=c.gap, threads=c.threads, seed=c.seed, verbose=c.verbose)
+
+    # ------------------------------------------------------------------------------------------
+    def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
+        self.validate()
+        program = program_of(self.config, scenario, slot_ms)
+        x, info, final = self.solve_program(program)
+        info["demand"] = [int(d) for d in core_demand(scenario)]
+        if self.config.write_model:
+            instance = scenario.meta.get("instance", 0) if isinstance(scenario.meta, dict) else 0
+            paths = scip.write_model(final.model, model_folder(self.config), f"placement_{self.name}_instance{instance}")
+            info["model_files"] = " ".join(paths)
+        return PlacementResult(x_core=to_placement(program, x, scenario.num_services), info=info)
+
+    def solve_program(self, program: Program) -> tuple[np.ndarray, dict, scip.Solve]:
+        """Solve ``program`` with the configured κ mode; returns (x[V,J], info, the last solve)."""
+        c, form, opts = self.config, self.config.sparsity, self.options()
+        fractions = reserve_fractions(c.reserve)
+        reason = scip.demand_diagnosis(program, fractions, self.name)
+        if reason:
+            raise SolverError(reason)
+        solves: list[scip.Solve] = []
+
+        def run(kappa):
+            result = scip.solve(program, kappa, form, opts)
+            solves.append(result)
+            return result
+
+        info: dict[str, Any] = {}
+        if c.kappa_mode == "off":
+            final = scip.ensure_solution(run(None), program, form, fractions, opts, self.name)
+        elif c.kappa_mode == "fixed":
+            reason = scip.kappa_diagnosis(program, c.kappa, form, self.name)
+            if reason:
+                raise SolverError(reason)
+            final = scip.ensure_solution(run(c.kappa), program, form, fractions, opts, self.name)
+        else:
+            final, free = retention_rule(program, form, c.retention, run, fractions, opts, self.name)
+            info["kappa_free_objective"] = free.objective
+            info["kappa_free_status"] = free.status
+        if final.status != "optimal":
+            warnings.warn(
+                f"{self.name}: SCIP stopped ({final.status}) before proving optimality; the placement is the best "
+                f"found, relative gap {final.gap:.3g} (raise placement.time_limit_s for an optimal one)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        x = final.x
+        info = {
+            "solver_name": f"scip {pyscipopt_version()}",
+            "solver_status": final.status,
+            "solver_objective": float(final.objective),
+            "solver_gap": float(final.gap),
+            "solver_kappa": int(final.kappa) if final.kappa is not None else 0,
+            "solver_num_solves": len(solves),
+            "solver_time_s": float(sum(s.seconds for s in solves)),
+            "kappa_mode": c.kappa_mode,
+            "sparsity": form,
+            **info,
+            "reserve": [float(f) for f in fractions],
+            "occupied": scip.occupied(x, form),
+            "instances": int(x.sum()),
+        }
+        return x, info, final
+
+
+def retention_rule(program: Program, form: str, retention: float, run, fractions, opts, solver: str):
+    """κ by the retention rule: the largest κ whose optimum J(κ) ≤ J* + (1 - retention)|J*|, J* the
+    κ-free optimum. J(κ) is non-decreasing in κ (the feasible set shrinks), so bisection over
+    [κ of the κ-free solution, κ_max] is exact; each step is one exact solve."""
+    free = scip.ensure_solution(run(None), program, form, fractions, opts, solver)
+    target = free.objective + (1.0 - retention) * abs(free.objective) + 1e-9 * max(1.0, abs(free.objective))
+    lo, hi = scip.occupied(free.x, form), scip.kappa_max(program, form)
+    results: dict[int, scip.Solve] = {}
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        result = run(mid)
+        results[mid] = result
+        if result.has_solution and result.objective <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    final = results.get(lo)
+    if final is None:  # κ = what the κ-free optimum already holds: solve that program itself
+        final = run(lo)
+    return scip.ensure_solution(final, program, form, fractions, opts, solver), free
+
+
+def pyscipopt_version() -> str:
+    import pyscipopt
+
+    try:
+        return str(pyscipopt.Model().version())
+    except Exception:  # noqa: BLE001
+        return pyscipopt.__version__

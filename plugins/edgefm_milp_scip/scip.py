@@ -1,0 +1,252 @@
+"""The tier-1 integer program on SCIP (PySCIPOpt): one exact solve, and the κ retention rule.
+
+Sparsity forms (MODEL.md §5): ``global`` — Σ_{v,m} 1{x_{v,m} ≥ 1} ≥ κ; ``per_service`` — every core
+service on at least κ nodes (Σ_v 1{x_{v,m} ≥ 1} ≥ κ_m, the same κ for every m). The indicator is a
+binary z_{v,m} with z ≤ x ≤ M_{v,m} z, for the pairs that can hold an instance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyscipopt
+
+from edgefm.errors import SolverError
+from edgefm.scenario.model import RESOURCES
+from edgefm_milp_scip.program import Program
+
+FORMS = ("global", "per_service")
+
+
+@dataclasses.dataclass
+class Solve:
+    """One SCIP solve of the program at one κ (None = κ-free)."""
+
+    kappa: int | None
+    status: str  # SCIP status: optimal, infeasible, timelimit, gaplimit, ...
+    x: np.ndarray | None  # [V,J] int, None without a solution
+    objective: float  # inf without a solution
+    gap: float  # relative gap |primal - dual| / min(|primal|, |dual|) (SCIP), inf without a solution
+    seconds: float  # SCIP solving time
+    model: pyscipopt.Model
+
+    @property
+    def has_solution(self) -> bool:
+        return self.x is not None
+
+
+@dataclasses.dataclass
+class SolverOptions:
+    time_limit_s: float = 60.0
+    gap: float = 0.0
+    threads: int = 1
+    seed: int = 0
+    verbose: bool = False
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", str(name))
+
+
+def _names(program: Program) -> Callable[[int, int], str]:
+    nodes = [_safe(n) for n in program.node_names]
+    services = [_safe(s) for s in program.service_names]
+    if len(set(nodes)) == len(nodes) and len(set(services)) == len(services):
+        return lambda v, j: f"{nodes[v]}_{services[j]}"
+    return lambda v, j: f"v{v}_m{j}"
+
+
+def build_model(program: Program, kappa: int | None, form: str, options: SolverOptions) -> tuple[pyscipopt.Model, dict]:
+    """The SCIP model of ``program`` with the sparsity requirement at ``kappa`` (None: κ-free)."""
+    model = pyscipopt.Model(f"edgefm_core_placement_kappa_{'free' if kappa is None else kappa}")
+    if not options.verbose:
+        model.hideOutput()
+    model.setParam("limits/time", float(options.time_limit_s))
+    model.setParam("limits/gap", float(options.gap))
+    model.setParam("randomization/randomseedshift", int(options.seed))
+    if options.threads > 1:
+        model.setParam("parallel/maxnthreads", int(options.threads))
+    name = _names(program)
+    V, J = program.coef.shape
+    x, z = {}, {}
+    for v in range(V):
+        for j in range(J):
+            if program.bound[v, j] >= 1:
+                x[v, j] = model.addVar(f"x_{name(v, j)}", vtype="I", lb=0, ub=int(program.bound[v, j]))
+    model.setObjective(pyscipopt.quicksum(float(program.coef[v, j]) * var for (v, j), var in x.items()), "minimize")
+    for v in range(V):
+        for k in range(program.resource.shape[1]):
+            terms = [(float(program.resource[j, k]), x[v, j]) for j in range(J) if (v, j) in x and program.resource[j, k] > 0]
+            if terms:
+                model.addCons(
+                    pyscipopt.quicksum(c * var for c, var in terms) <= float(program.free[v, k]),
+                    name=f"cap_{_safe(program.node_names[v])}_{RESOURCES[k]}",
+                )
+    for j in range(J):
+        model.addCons(
+            pyscipopt.quicksum(x[v, j] for v in range(V) if (v, j) in x) >= int(program.demand[j]),
+            name=f"demand_{_safe(program.service_names[j])}",
+        )
+    if kappa is not None:
+        for (v, j), var in x.items():
+            z[v, j] = model.addVar(f"z_{name(v, j)}", vtype="B")
+            model.addCons(z[v, j] <= var, name=f"on_{name(v, j)}")
+            model.addCons(var <= int(program.bound[v, j]) * z[v, j], name=f"bigm_{name(v, j)}")
+        if form == "global":
+            model.addCons(pyscipopt.quicksum(z.values()) >= int(kappa), name="kappa")
+        else:
+            for j in range(J):
+                model.addCons(
+                    pyscipopt.quicksum(z[v, j] for v in range(V) if (v, j) in z) >= int(kappa),
+                    name=f"kappa_{_safe(program.service_names[j])}",
+                )
+    return model, x
+
+
+def solve(program: Program, kappa: int | None, form: str, options: SolverOptions) -> Solve:
+    """One exact SCIP solve (to the gap ``options.gap``, 0 = proven optimal, within the time limit)."""
+    model, x = build_model(program, kappa, form, options)
+    t0 = time.perf_counter()
+    if options.threads > 1:
+        model.solveConcurrent()
+    else:
+        model.optimize()
+    seconds = float(model.getSolvingTime()) if model.getStatus() != "unknown" else time.perf_counter() - t0
+    status = str(model.getStatus())
+    if model.getNSols() == 0 or status in ("infeasible", "inforunbd", "unbounded"):
+        return Solve(kappa, status, None, np.inf, np.inf, seconds, model)
+    sol = model.getBestSol()
+    values = np.zeros(program.coef.shape, np.int64)
+    for (v, j), var in x.items():
+        values[v, j] = int(round(model.getSolVal(sol, var)))
+    objective = program.objective(values)
+    gap = 0.0 if status == "optimal" else float(model.getGap())
+    return Solve(kappa, status, values, objective, gap, seconds, model)
+
+
+def occupied(x: np.ndarray, form: str) -> int:
+    """The sparsity measure of a solution: distinct occupied pairs (global), or the fewest nodes
+    any service is on (per_service)."""
+    on = np.asarray(x) >= 1
+    return int(on.sum()) if form == "global" else (int(on.sum(0).min()) if on.shape[1] else 0)
+
+
+def kappa_max(program: Program, form: str) -> int:
+    """Largest κ the pairs that can hold an instance allow at all."""
+    feasible = program.feasible_pairs
+    return int(feasible.sum()) if form == "global" else (int(feasible.sum(0).min()) if feasible.shape[1] else 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Why a program is infeasible, in one line
+
+
+def _reserve_text(fractions: np.ndarray) -> str:
+    if np.all(fractions == fractions[0]):
+        return f"the {fractions[0]:.0%} light reserve (placement.reserve = {fractions[0]:g})"
+    return f"the light reserve (placement.reserve = {[float(f) for f in fractions]})"
+
+
+def demand_diagnosis(program: Program, fractions: np.ndarray, solver: str) -> str | None:
+    """A one-line reason if some service's demand, or all together, cannot fit; else None."""
+    for j in range(program.num_services):
+        need = int(program.demand[j])
+        r = program.resource[j]
+        fit = int(program.bound[:, j].sum())
+        if fit >= need:
+            continue
+        # the resource that limits this service most: instances that fit by that resource alone
+        with np.errstate(divide="ignore", invalid="ignore"):
+            by_k = np.where(r > 0, np.floor(program.free / np.where(r > 0, r, 1.0) + 1e-9).sum(0), np.inf)
+        k = int(np.argmin(by_k))
+        return (
+            f"{solver}: infeasible: core service {program.service_names[j]!r} needs req_m = {need} instances "
+            f"of {RESOURCES[k]} {r[k]:.4g} each, but after {_reserve_text(fractions)} the nodes hold at most "
+            f"{fit} (by {RESOURCES[k]} alone {int(min(by_k[k], 1e12))}: {program.free[:, k].max():.4g} free on the "
+            f"largest node); lower placement.reserve or the load"
+        )
+    total_need = program.demand @ program.resource  # [K]
+    total_free = program.free.sum(0)
+    over = total_need - total_free
+    if np.any(over > 0):
+        k = int(np.argmax(over / np.maximum(total_free, 1e-12)))
+        return (
+            f"{solver}: infeasible: the core demand req_m of all services together needs {total_need[k]:.4g} "
+            f"{RESOURCES[k]} but only {total_free[k]:.4g} is left on the network after {_reserve_text(fractions)}; "
+            f"lower placement.reserve or the load"
+        )
+    return None
+
+
+def kappa_diagnosis(program: Program, kappa: int, form: str, solver: str) -> str | None:
+    """A one-line reason if κ exceeds what the feasible pairs allow; else None."""
+    if form == "global":
+        pairs = int(program.feasible_pairs.sum())
+        if kappa > pairs:
+            return (
+                f"{solver}: infeasible: kappa = {kappa} exceeds the {pairs} (node, core service) pairs that can "
+                f"hold an instance after the light reserve; lower placement.kappa (or use placement.kappa_mode=retention)"
+            )
+        return None
+    nodes = program.feasible_pairs.sum(0)
+    j = int(np.argmin(nodes))
+    if kappa > nodes[j]:
+        return (
+            f"{solver}: infeasible: kappa = {kappa} nodes per core service, but core service "
+            f"{program.service_names[j]!r} fits on only {int(nodes[j])} nodes after the light reserve; lower placement.kappa"
+        )
+    return None
+
+
+def write_model(model: pyscipopt.Model, folder: Path, stem: str) -> list[str]:
+    """Write the original (not presolved) program as ``<stem>.mps`` and ``<stem>.lp``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("mps", "lp"):
+        path = folder / f"{stem}.{ext}"
+        model.writeProblem(str(path), trans=False, verbose=False)
+        paths.append(str(path))
+    return paths
+
+
+def ensure_solution(result: Solve, program: Program, form: str, fractions: np.ndarray, options: SolverOptions,
+                    solver: str) -> Solve:
+    """Raise a one-line SolverError if ``result`` has no solution, naming why."""
+    if result.has_solution:
+        return result
+    if result.status in ("infeasible", "inforunbd"):
+        reason = demand_diagnosis(program, fractions, solver)
+        if reason is None and result.kappa is not None:
+            reason = kappa_diagnosis(program, int(result.kappa), form, solver)
+            if reason is None:
+                what = "distinct (node, core service) pairs" if form == "global" else "nodes for every core service"
+                reason = (
+                    f"{solver}: infeasible: kappa = {result.kappa} {what} cannot be held together with the demand "
+                    f"req_m within the capacity left after {_reserve_text(fractions)}; lower placement.kappa or "
+                    f"placement.reserve"
+                )
+        if reason is None:
+            reason = (
+                f"{solver}: infeasible: the demand req_m of the core services does not fit the capacity left after "
+                f"{_reserve_text(fractions)} once instances are whole (each service alone fits); lower "
+                f"placement.reserve or the load"
+            )
+        raise SolverError(reason)
+    if result.status == "timelimit" or result.status.endswith("limit"):
+        raise SolverError(
+            f"{solver}: SCIP stopped ({result.status}) after {result.seconds:.1f} s without a feasible placement "
+            f"(kappa = {'free' if result.kappa is None else result.kappa}); raise placement.time_limit_s "
+            f"(now {options.time_limit_s:g})"
+        )
+    raise SolverError(f"{solver}: SCIP ended with status {result.status!r} and no placement")
+
+
+__all__ = [
+    "FORMS", "Solve", "SolverOptions", "build_model", "demand_diagnosis", "ensure_solution", "kappa_diagnosis",
+    "kappa_max", "occupied", "solve", "write_model",
+]
