@@ -302,7 +302,26 @@ def main(argv: list[str] | None = None) -> int:
 
         return cli_plugins.main(argv[1:])
     enable_compilation_cache()
-    return run_app(argv)
+    # Hydra configures the root logger for each job (a handler on the stdout of the moment and a
+    # log file); called in-process (tests, notebooks), those handlers must not outlive the call,
+    # or a later log record is written to a stream that may be closed by then
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    # Hydra's logging set-up (logging.config.dictConfig) closes every existing handler, and absl's
+    # (imported by optax) closes its stream unless it is the process's stderr/stdout: when absl was
+    # imported while sys.stderr was a temporary stream (pytest's capture, a notebook's), that stream
+    # would be closed under its owner. Point absl's handler at the process's stderr.
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    try:
+        return run_app(argv)
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 if __name__ == "__main__":

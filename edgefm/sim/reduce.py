@@ -35,7 +35,9 @@ def summarise(st, series, arrays, params, sizes):
 
     ontime_by_type = per_type(ontime)
     cost_light = series["cost_light_slot"].sum()
+    info = series.get("controller_info", {})  # per-slot diagnostics of the controller, by name
     return {
+        **info,
         "tasks_arrived": arrived,
         "tasks_ontime": n_ontime,
         "tasks_late": n_late,

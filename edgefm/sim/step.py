@@ -469,6 +469,7 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
             "tasks_in_flight": st.alive.sum().astype(jnp.int32),
             "uplink_rate": uplink,
             "arrivals": counts,
+            "controller_info": action.info,
         }
         return (st, key, arrays, params), outputs
 
