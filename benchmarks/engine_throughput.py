@@ -8,6 +8,11 @@ realisations of the same scenario in the same session, on the same exogenous sam
 
     python benchmarks/engine_throughput.py                     # R = 1, 16, 64, 256
     python benchmarks/engine_throughput.py --realisations 1 16 --reference 2 --out bench.json
+    python benchmarks/engine_throughput.py --controller proposed --realisations 1 16 64
+
+On a machine without the package installed (a GPU box), run it from the repository root with
+``PYTHONPATH=.:plugins``: it imports only the engine and the built-in plugins it names (no Hydra,
+SCIP or netCDF).
 """
 
 from __future__ import annotations
@@ -26,19 +31,35 @@ SIM = dict(slot_ms=1.0, arrival_ms=200.0, drain_ms=100.0, core_dispatch="earlies
            quantiles=(0.5, 0.9, 0.95, 0.99))
 
 
-def setup(realisations: int, load: float):
+CONTROLLERS = {  # name -> (module, class) of the engine's controller plugins
+    "lbrr": ("edgefm_baselines", "LBRRController"),
+    "proposed": ("edgefm_lyapunov", "ProposedController"),
+    "propavg": ("edgefm_lyapunov", "PropAvgController"),
+    "ga": ("edgefm_ga", "GAController"),
+}
+
+
+def make_controller(name: str):
+    import importlib
+
+    module, cls = CONTROLLERS[name]
+    return getattr(importlib.import_module(module), cls)()
+
+
+def setup(realisations: int, load: float, controller: str = "lbrr"):
     import edgefm  # noqa: F401  (enables x64)
     from edgefm.scenario import build_scenarios, load_spec
     from edgefm.sim.keys import realisation_keys
     from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
-    from edgefm_baselines import LBRRController, LeastLoadedPlacement
+    from edgefm_baselines import LeastLoadedPlacement
     from edgefm_channels import NakagamiChannel
     from edgefm_workloads import PoissonConfig, PoissonWorkload
 
     sim = SimpleNamespace(realisations=realisations, **SIM)
     scenarios = build_scenarios(load_spec("conf/scenario/paper.yaml"), seed=0)
     x_core = [LeastLoadedPlacement().solve(sc, slot_ms=sim.slot_ms).x_core for sc in scenarios]
-    channel, workload, controller = NakagamiChannel(), PoissonWorkload(PoissonConfig(load=load)), LBRRController()
+    channel, workload = NakagamiChannel(), PoissonWorkload(PoissonConfig(load=load))
+    controller = make_controller(controller)
     sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0)
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T)
     params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller)
@@ -46,19 +67,21 @@ def setup(realisations: int, load: float):
     return sim, scenarios, x_core, (channel, workload, controller), sizes, arrays, params, keys
 
 
-def engine_child(realisations: int, load: float) -> dict:
+def engine_child(realisations: int, load: float, controller: str) -> dict:
     import jax
 
     from edgefm.sim.rollout import compile_simulation
 
-    _, _, _, comps, sizes, arrays, params, keys = setup(realisations, load)
+    _, _, _, comps, sizes, arrays, params, keys = setup(realisations, load, controller)
     t0 = time.perf_counter()
     fn = compile_simulation(keys, arrays, params, sizes, *comps)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = jax.block_until_ready(fn(keys, arrays, params))
     run_s = time.perf_counter() - t0
+    stats = jax.devices()[0].memory_stats() or {}
     return {
+        "controller": controller,
         "realisations": realisations,
         "compile_s": compile_s,
         "run_s": run_s,
@@ -67,17 +90,18 @@ def engine_child(realisations: int, load: float) -> dict:
         "list_overflow": int(out["list_overflow"].sum()),
         "ontime_rate_mean": float(out["ontime_rate"].mean()),
         "device": str(jax.devices()[0]),
+        "device_peak_mib": stats.get("peak_bytes_in_use", 0) / 2**20,
     }
 
 
-def reference_run(count: int, load: float) -> dict:
+def reference_run(count: int, load: float, controller: str) -> dict:
     import numpy as np
 
     from edgefm.reference import simulate_reference
     from edgefm.sim.prepare import slice_instance
     from edgefm.sim.rollout import exogenous_samples
 
-    sim, scenarios, x_core, (channel, workload, _), sizes, arrays, params, keys = setup(count, load)
+    sim, scenarios, x_core, (channel, workload, _), sizes, arrays, params, keys = setup(count, load, controller)
     a0 = slice_instance(arrays, 0)
     seconds = 0.0
     for r in range(count):
@@ -86,7 +110,7 @@ def reference_run(count: int, load: float) -> dict:
         simulate_reference(
             scenarios[0], x_core[0], counts, uplink, rates, slot_ms=sim.slot_ms, arrival_slots=sizes.T_arr,
             total_slots=sizes.T, core_dispatch=sim.core_dispatch, y_max=sim.y_max,
-            max_light_instances=sim.max_light_instances, buffer_capacity=sizes.B,
+            max_light_instances=sim.max_light_instances, buffer_capacity=sizes.B, controller=controller,
         )
         seconds += time.perf_counter() - t0
     return {"realisations": count, "run_s": seconds, "realisation_slots_per_s": count * sizes.T / seconds}
@@ -97,21 +121,25 @@ def main(argv=None) -> int:
     ap.add_argument("--realisations", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--reference", type=int, default=2, help="reference realisations to time (0 = skip)")
     ap.add_argument("--load", type=float, default=1.0)
+    ap.add_argument("--controller", default="lbrr", choices=sorted(CONTROLLERS))
     ap.add_argument("--out", default="")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(engine_child(args.child, args.load)))
+        print(json.dumps(engine_child(args.child, args.load, args.controller)))
         return 0
     rows = []
     for r in args.realisations:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(r), "--load", str(args.load)],
-            capture_output=True, text=True, check=True,
+            [sys.executable, __file__, "--child", str(r), "--load", str(args.load), "--controller", args.controller],
+            capture_output=True, text=True,
         )
+        if proc.returncode != 0:  # e.g. out of memory at a large size: report it and go on
+            print(f"realisations={r}: failed (exit {proc.returncode})\n{proc.stderr[-3000:]}", flush=True)
+            continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    ref = reference_run(args.reference, args.load) if args.reference else None
+    ref = reference_run(args.reference, args.load, args.controller) if args.reference else None
     if ref:
         print(json.dumps({"reference": ref}), flush=True)
     machine = f"{platform.node()} {platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}"
@@ -126,7 +154,8 @@ def main(argv=None) -> int:
         print(f"| reference ({ref['realisations']}) | - | {ref['run_s']:.1f} | {ref['realisation_slots_per_s']:.1f} | 1 | - | - |")
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({"machine": machine, "engine": rows, "reference": ref, "load": args.load}, fh, indent=2)
+            json.dump({"machine": machine, "controller": args.controller, "engine": rows, "reference": ref,
+                       "load": args.load}, fh, indent=2)
     return 0
 
 

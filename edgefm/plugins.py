@@ -117,6 +117,16 @@ def _check_entry_points(pm: pluggy.PluginManager, disabled: frozenset[str]) -> N
             trace("loaded entry point", ep.name, "=", ep.value, "from", _describe_distribution(dist))
 
 
+def builtin_plugin_modules() -> list[str]:
+    """The modules of the plugins the `edgefm` distribution itself declares (its entry points in
+    group `edgefm`), sorted; empty when the package is not installed."""
+    try:
+        eps = importlib.metadata.distribution(PROJECT_NAME).entry_points
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return sorted(ep.value.split(":")[0] for ep in eps if ep.group == ENTRY_POINT_GROUP)
+
+
 def build_plugin_manager() -> pluggy.PluginManager:
     """A fresh plugin manager loaded from the entry points (not cached; see `get_plugin_manager`)."""
     pm = pluggy.PluginManager(PROJECT_NAME)

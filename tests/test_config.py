@@ -56,7 +56,7 @@ def test_every_group_has_its_options():
     assert options("scenario") == ["paper", "small"]
     assert options("channel") == ["nakagami", "off", "rayleigh"]
     assert options("workload") == ["mmpp", "poisson"]
-    assert options("sweep") == ["load", "seeds"]
+    assert options("sweep") == ["load", "seeds", "v"]
 
 
 def test_default_config_is_the_paper_scenario_with_least_loaded_and_lbrr(registry):

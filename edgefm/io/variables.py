@@ -218,9 +218,13 @@ def get_variable(name: str) -> Variable:
         ) from None
 
 
-def variable_table(kind: str | None = None) -> tuple[Variable, ...]:
-    """Every row of the table (core rows first, then registered ones), optionally of one kind."""
-    return tuple(v for v in _TABLE.values() if kind is None or v.kind == kind)
+def variable_table(kind: str | None = None, *, core_only: bool = False) -> tuple[Variable, ...]:
+    """Every row of the table (core rows first, then registered ones), optionally of one kind, or
+    only the rows of edgefm's core (those every run has, whatever its components)."""
+    return tuple(
+        v for v in _TABLE.values()
+        if (kind is None or v.kind == kind) and (not core_only or _OWNERS[v.name] == _CORE_OWNER)
+    )
 
 
 def _cell(text: str) -> str:
@@ -228,13 +232,34 @@ def _cell(text: str) -> str:
 
 
 def markdown_table() -> str:
-    """The output reference of the README: every coordinate and data variable with its units."""
-    lines = ["| variable | kind | dims | units | dtype | description |", "|---|---|---|---|---|---|"]
-    for v in sorted(_TABLE.values(), key=lambda v: v.kind != "coord"):  # stable: coords first
+    """The output reference of the README: every coordinate and data variable with its units.
+
+    The core rows come first (coordinates, then data), then the rows the plugins of the `edgefm`
+    distribution register (their packages are imported first, so the table does not depend on what
+    happened to be imported before), with the plugin named in the last column."""
+    import importlib
+
+    from edgefm.plugins import builtin_plugin_modules
+
+    for module in builtin_plugin_modules():
+        importlib.import_module(module)
+    lines = ["| variable | kind | dims | units | dtype | description | from |", "|---|---|---|---|---|---|---|"]
+    builtin = tuple(builtin_plugin_modules())
+
+    def source(name: str) -> str | None:
+        owner = _OWNERS[name]
+        if owner == _CORE_OWNER:
+            return "core"
+        return next((m for m in builtin if owner == m or owner.startswith(m + ".")), None)
+
+    rows = [(v, source(v.name)) for v in _TABLE.values()]
+    rows = [r for r in rows if r[1] is not None]  # third-party rows are not part of the reference
+    # core first, then by plugin; coordinates first within each; otherwise registration order (stable)
+    for v, src in sorted(rows, key=lambda r: (r[1] != "core", r[1], r[0].kind != "coord")):
         dims = ", ".join(v.dims)
         lines.append(
             f"| `{v.name}` | {v.kind} | {_cell(dims)} | {_cell(v.units)} | {v.dtype} | "
-            f"{_cell(v.long_name)} |"
+            f"{_cell(v.long_name)} | {src} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,18 +1,41 @@
 """Plain-Python reference simulator (the oracle of the JAX engine); see docs/SEMANTICS.md."""
 
+from edgefm.reference.algorithm1 import (
+    Algorithm1Params,
+    ServiceEvaluation,
+    algorithm1,
+    delay_table,
+    evaluate,
+    evaluate_service,
+    make_controller,
+    virtual_queue,
+)
 from edgefm.reference.controllers import CONTROLLERS, LightDecision, LightObservation, WaitingStage, lbrr
 from edgefm.reference.network import shortest_path_delays
 from edgefm.reference.placement import least_loaded_placement
 from edgefm.reference.simulator import ReferenceResult, simulate_reference
 
+# Algorithm 1 (SEMANTICS.md §9) with its default options; registered here rather than in
+# controllers.py because algorithm1 imports controllers.
+CONTROLLERS["proposed"] = make_controller("ec")
+CONTROLLERS["propavg"] = make_controller("avg")
+
 __all__ = [
     "CONTROLLERS",
+    "Algorithm1Params",
     "LightDecision",
     "LightObservation",
     "ReferenceResult",
+    "ServiceEvaluation",
     "WaitingStage",
+    "algorithm1",
+    "delay_table",
+    "evaluate",
+    "evaluate_service",
     "lbrr",
     "least_loaded_placement",
+    "make_controller",
     "shortest_path_delays",
     "simulate_reference",
+    "virtual_queue",
 ]

@@ -1,0 +1,423 @@
+"""Algorithm 1, the online light-service controller, in plain Python: the oracle of the JAX one.
+
+It implements docs/SEMANTICS.md §9 (the pinned form of MODEL.md §7) one stage and one candidate at
+a time, in float64, and shares no code with ``edgefm.sim``, ``edgefm.capacity`` or the Lyapunov
+plugin, so that a differential test between the two implementations means something.
+
+- `delay_table`: g(y), y = 0 … y_max, from the effective capacity (MODEL §7.1–7.2) or the mean;
+- `virtual_queue`: H_j(t) by the recursion of §9 (MODEL §7.3);
+- `evaluate_service` / `evaluate`: Φ_m(X_m) and Φ(X) of §9;
+- `algorithm1`: the greedy of §9 at one boundary; `make_controller`: the controller callable of
+  `edgefm.reference.simulate_reference`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+
+from edgefm.errors import ConfigError
+from edgefm.reference.controllers import LightDecision, LightObservation, resource_usage
+from edgefm.reference.placement import fits
+
+KINDS = ("ec", "avg")
+SCORE_TIE = 1e-9  # §9: candidates with score <= s* + 1e-9 tie (absolute, ms)
+GREEDY_RTOL = 1e-9  # §9: tol = 1e-9 * (1 + |Φ(X)|)
+
+Controller = Callable[[LightObservation, Any], tuple[LightDecision, Any]]
+
+
+# ------------------------------------------------------------------------------------------------
+# MODEL §7.1–7.2: effective capacity and the delay function g
+def effective_capacity(theta: float, shape: float, scale: float, slot_ms: float) -> float:
+    """EC(θ) = k ln(1 + θβΔt) / (θΔt) of a Gamma(k, β) rate (MODEL §7.1); EC(0) = kβ."""
+    if theta == 0.0:
+        return shape * scale
+    return shape * math.log1p(theta * scale * slot_ms) / (theta * slot_ms)
+
+
+def qos_exponent(rate: float, shape: float, scale: float, slot_ms: float) -> float:
+    """θ* > 0 with EC(θ*) = rate, for 0 < rate < kβ (MODEL §7.2).
+
+    With z = θβΔt, EC(θ) = kβ·ln(1+z)/z, so z solves h(z) = ln(1+z)/z − rate/(kβ) = 0; h decreases
+    from 1 − ρ > 0 (z → 0) to −ρ (z → ∞). The bracket is grown by halving / doubling, then Brent's
+    method runs to relative accuracy 4·eps in z (xtol is negligible)."""
+    rho = rate / (shape * scale)
+    if not 0.0 < rho < 1.0:
+        raise ConfigError("rate", rate, f"0 < rate < E f = {shape * scale} (an admissible offered rate)")
+
+    def h(z: float) -> float:
+        return math.log1p(z) / z - rho
+
+    lo = 1.0
+    while h(lo) <= 0.0:
+        lo *= 0.5
+    hi = 1.0
+    while h(hi) >= 0.0:
+        hi *= 2.0
+    z = brentq(h, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return z / (scale * slot_ms)
+
+
+def _window(slot_ms: float, window_ms: float) -> float:
+    """The admission window W: ``window_ms``, or Δt when it is 0 (SEMANTICS §9)."""
+    if not window_ms >= 0.0:
+        raise ConfigError("window_ms", window_ms, "a number >= 0 (0 means the slot length)")
+    return slot_ms if window_ms == 0.0 else window_ms
+
+
+@lru_cache(maxsize=4096)
+def _delay_table(
+    a: float, shape: float, scale: float, eps: float, slot_ms: float, window_ms: float, y_max: int, kind: str
+) -> tuple[float, ...]:
+    mean_rate = shape * scale  # E f = kβ
+    window = _window(slot_ms, window_ms)
+    table = [0.0]
+    for y in range(1, y_max + 1):
+        mean_delay = max(slot_ms, y * a / mean_rate)
+        if kind == "avg":
+            table.append(mean_delay)
+            continue
+        rate = y * a / window  # r(y)
+        if rate >= mean_rate:
+            table.append(math.inf)
+            continue
+        theta = qos_exponent(rate, shape, scale, slot_ms)
+        d_tail = math.log(rate / (mean_rate * eps)) / (theta * rate)
+        table.append(max(mean_delay, d_tail))
+    return tuple(table)
+
+
+def delay_table(
+    a: float, shape: float, scale: float, eps: float, slot_ms: float, window_ms: float, y_max: int, kind: str
+) -> list[float]:
+    """[g(0), …, g(y_max)] of a light service with work ``a`` and rate Gamma(``shape``, ``scale``).
+
+    ``kind`` "ec" is g^EC of MODEL §7.2: g(0) = 0; with r(y) = y·a/W (W = ``window_ms``, 0 meaning
+    Δt = ``slot_ms``), g(y) = ∞ if r(y) ≥ E f = kβ, else max(Δt, y·a/E f, ln(r/(E f·ε))/(θ*·r)) with
+    EC(θ*) = r. ``kind`` "avg" is g^avg(y) = max(Δt, y·a/E f), g(0) = 0 (never ∞). SEMANTICS §9."""
+    if kind not in KINDS:
+        raise ConfigError("kind", kind, f"one of {KINDS}")
+    for name, value in (("a", a), ("shape", shape), ("scale", scale), ("slot_ms", slot_ms)):
+        if not value > 0.0:
+            raise ConfigError(name, value, "a number > 0")
+    if not 0.0 < eps < 1.0:
+        raise ConfigError("epsilon", eps, "a violation probability in (0, 1)")
+    if int(y_max) != y_max or y_max < 0:
+        raise ConfigError("y_max", y_max, "an integer >= 0")
+    args = (float(a), float(shape), float(scale), float(eps), float(slot_ms), float(window_ms))
+    return list(_delay_table(*args, int(y_max), kind))
+
+
+# ------------------------------------------------------------------------------------------------
+# SEMANTICS §9 (MODEL §7.3): virtual queues
+def _arrival_boundary(arrival_ms: float, slot_ms: float) -> int:
+    """t_a with arrival time t_a·Δt (arrivals happen at boundaries, SEMANTICS §2)."""
+    t_a = round(arrival_ms / slot_ms)
+    if abs(t_a * slot_ms - arrival_ms) > 1e-9 * max(1.0, abs(arrival_ms)):
+        raise ConfigError("arrival_ms", arrival_ms, f"a whole multiple of the slot length {slot_ms} ms")
+    return t_a
+
+
+def _virtual_queue_step(
+    h_prev: float, t: int, arrival_ms: float, deadline_ms: float, slot_ms: float, h_min: float
+) -> float:
+    """H_j(t) from H_j(t−1): max(H_min, H_j(t−1) + ((t−1)Δt − arrival_j) − D_n)."""
+    return max(h_min, h_prev + ((t - 1) * slot_ms - arrival_ms) - deadline_ms)
+
+
+def virtual_queue(arrival_ms: float, deadline_ms: float, t: int, slot_ms: float, H_min: float) -> float:
+    """H_j(t) of a task arriving at ``arrival_ms`` (a boundary t_a) with deadline D_n = ``deadline_ms``.
+
+    H_j(t_a) = H_min and H_j(t) = max(H_min, H_j(t−1) + ((t−1)Δt − arrival_j) − D_n) for t > t_a
+    (SEMANTICS §9, MODEL §7.3), iterated from the arrival boundary."""
+    t_a = _arrival_boundary(arrival_ms, slot_ms)
+    if t < t_a:
+        raise ConfigError("t", t, f"a boundary >= the arrival boundary {t_a} of the task")
+    h = float(H_min)
+    for s in range(t_a + 1, t + 1):
+        h = _virtual_queue_step(h, s, arrival_ms, deadline_ms, slot_ms, H_min)
+    return h
+
+
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Algorithm1Params:
+    """Options of the `proposed` / `propavg` controllers (SEMANTICS §9 "Parameters")."""
+
+    V: float = 1.0  # weight of the light cost in Φ
+    epsilon: float = 0.2  # violation probability ε of g^EC
+    window_ms: float = 0.0  # admission window W; 0 means the slot length Δt
+    pi: float = 1.0  # π, the same for every task type
+    H_min: float = 1.0  # floor (and initial value) of the virtual queues
+    max_steps: int = 1000  # cap on the instances the greedy adds at one boundary
+    max_stages_per_service: int = 64  # L: waiting stages of a service considered at one boundary
+    kind: str = "ec"  # "ec" (proposed, g^EC) or "avg" (propavg, g^avg)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError("kind", self.kind, f"one of {KINDS}")
+        if not self.V >= 0.0:
+            raise ConfigError("V", self.V, "a number >= 0")
+        if not 0.0 < self.epsilon < 1.0:
+            raise ConfigError("epsilon", self.epsilon, "a violation probability in (0, 1)")
+        if not self.window_ms >= 0.0:
+            raise ConfigError("window_ms", self.window_ms, "a number >= 0 (0 means the slot length)")
+        if not self.pi >= 0.0:
+            raise ConfigError("pi", self.pi, "a number >= 0")
+        if not self.H_min > 0.0:
+            raise ConfigError("H_min", self.H_min, "a number > 0")
+        for name in ("max_steps", "max_stages_per_service"):
+            value = getattr(self, name)
+            lowest = 0 if name == "max_steps" else 1
+            if isinstance(value, bool) or int(value) != value or value < lowest:
+                raise ConfigError(name, value, f"an integer >= {lowest}")
+
+
+@dataclass
+class ServiceEvaluation:
+    """Φ_m(X_m) of one light service and the placement it implies (SEMANTICS §9)."""
+
+    service: int
+    phi: float  # Φ_m = V·C_m + Σ_placed w·d̂ + Σ_deferred w·c
+    cost: float  # C_m (not multiplied by V)
+    placed: list[tuple[int, int, int, float]]  # (index into obs.waiting, v, k, d̂ re-scored), queue order
+    deferred: list[int]  # indices into obs.waiting, queue order (within the first L)
+    occupancy: dict[tuple[int, int], int] = field(default_factory=dict)  # final o of each (v, k) in X_m
+
+
+def service_delay_tables(obs: LightObservation, params: Algorithm1Params) -> dict[int, list[float]]:
+    """g of every light service of the scenario, for ``params.kind`` (SEMANTICS §9 "Delay function")."""
+    sc = obs.scenario
+    return {
+        int(m): delay_table(
+            float(sc.work[m]), float(sc.light_shape[m]), float(sc.light_scale[m]), params.epsilon,
+            obs.slot_ms, params.window_ms, obs.y_max, params.kind,
+        )
+        for m in sc.light_services
+    }
+
+
+def _weight(obs: LightObservation, params: Algorithm1Params, H: Mapping[int, float], w_idx: int) -> float:
+    """w_s = π·H_{j(s)} of waiting stage ``w_idx``."""
+    task = obs.waiting[w_idx].task
+    if task not in H:
+        raise ConfigError(f"H[{task}]", "missing", "a virtual-queue value for every task with a waiting light stage")
+    return params.pi * float(H[task])
+
+
+def _light_cost(obs: LightObservation, m: int, instances: Iterable[tuple[int, int]]) -> float:
+    """C_m = Σ_v c_dp·max(0, x_{v,m} − x^prev_{v,m}) + (c_mt + c_pl)·x_{v,m} (SEMANTICS §9)."""
+    sc = obs.scenario
+    count = [0] * sc.num_nodes
+    for v, _ in instances:
+        count[v] += 1
+    cost = 0.0
+    for v in range(sc.num_nodes):
+        prev = int(np.sum(obs.alive_prev[v, m]))
+        cost += float(sc.cost_deploy[m]) * max(0, count[v] - prev)
+        cost += (float(sc.cost_maintain[m]) + float(sc.cost_payload[m])) * count[v]
+    return cost
+
+
+def evaluate_service(
+    obs: LightObservation,
+    params: Algorithm1Params,
+    H: Mapping[int, float],
+    m: int,
+    instances: Iterable[tuple[int, int]],
+    g: list[float] | None = None,
+) -> ServiceEvaluation:
+    """Φ_m(X_m) for the instances ``instances`` = [(v, k)] of light service ``m`` (SEMANTICS §9).
+
+    An instance's starting occupancy is ``obs.occupancy[v, m, k]`` (0 for an instance that is not
+    busy). The first L = ``params.max_stages_per_service`` waiting stages of m, in queue order, are
+    placed one at a time on the candidate of least score max(0, data_ready − tΔt) + g(o + 1) (ties
+    within 1e-9: lowest o, then lowest v·X + k) if that score is < c_s = 2·D_n + Δt, else deferred;
+    placed stages are re-scored with the final occupancy of their instance. ``g`` defaults to the
+    table of ``params.kind``."""
+    if g is None:
+        g = service_delay_tables(obs, params)[m]
+    num_slots = obs.max_light_instances
+    now = obs.t * obs.slot_ms
+    members = sorted(set(instances), key=lambda vk: vk[0] * num_slots + vk[1])
+    occupancy = {(v, k): int(obs.occupancy[v, m, k]) for v, k in members}
+    stages = [i for i, w in enumerate(obs.waiting) if w.service == m][: params.max_stages_per_service]
+
+    placed: list[tuple[int, int, int]] = []
+    deferred: list[int] = []
+    for w_idx in stages:
+        stage = obs.waiting[w_idx]
+        defer_cost = 2.0 * stage.deadline + obs.slot_ms
+        scores = []
+        for v, k in members:
+            o = occupancy[(v, k)]
+            if o >= obs.y_max:
+                continue
+            score = max(0.0, float(stage.data_ready[v]) - now) + g[o + 1]
+            scores.append((score, v, k))
+        if not scores:
+            deferred.append(w_idx)
+            continue
+        best_score = min(score for score, _, _ in scores)
+        tied = [(occupancy[(v, k)], v * num_slots + k) for score, v, k in scores if score <= best_score + SCORE_TIE]
+        _, flat = min(tied)  # lowest occupancy, then lowest flat index v·X + k
+        v, k = divmod(flat, num_slots)
+        if best_score < defer_cost:
+            occupancy[(v, k)] += 1
+            placed.append((w_idx, v, k))
+        else:
+            deferred.append(w_idx)
+
+    cost = _light_cost(obs, m, members)
+    phi = params.V * cost
+    rescored = []
+    for w_idx, v, k in placed:
+        d_hat = max(0.0, float(obs.waiting[w_idx].data_ready[v]) - now) + g[occupancy[(v, k)]]
+        rescored.append((w_idx, v, k, d_hat))
+        phi += _weight(obs, params, H, w_idx) * d_hat
+    for w_idx in deferred:
+        phi += _weight(obs, params, H, w_idx) * (2.0 * obs.waiting[w_idx].deadline + obs.slot_ms)
+    return ServiceEvaluation(service=m, phi=phi, cost=cost, placed=rescored, deferred=deferred, occupancy=occupancy)
+
+
+def _members(mask: np.ndarray, v_count: int, m: int, num_slots: int) -> list[tuple[int, int]]:
+    """The instances (v, k) of service m flagged in the [V,M,X] mask."""
+    return [(v, k) for v in range(v_count) for k in range(num_slots) if mask[v, m, k]]
+
+
+def evaluate(
+    obs: LightObservation, params: Algorithm1Params, H: Mapping[int, float], members: np.ndarray
+) -> tuple[float, dict[int, ServiceEvaluation]]:
+    """Φ(X) = Σ_m Φ_m(X_m) over the light services, X given as a [V,M,X] bool mask (SEMANTICS §9)."""
+    sc = obs.scenario
+    tables = service_delay_tables(obs, params)
+    per_service = {}
+    for m in sc.light_services:
+        m = int(m)
+        per_service[m] = evaluate_service(
+            obs, params, H, m, _members(members, sc.num_nodes, m, obs.max_light_instances), tables[m]
+        )
+    return sum(ev.phi for ev in per_service.values()), per_service
+
+
+# ------------------------------------------------------------------------------------------------
+# SEMANTICS §9 "The greedy"
+def algorithm1(
+    obs: LightObservation, params: Algorithm1Params, H: Mapping[int, float]
+) -> tuple[LightDecision, dict[str, Any]]:
+    """Algorithm 1 at boundary ``obs.t`` with the virtual queues ``H`` (task id → H_j(t)).
+
+    X starts as the busy light instances; while some candidate (m, v) (m has a waiting stage, (v, m)
+    has a free instance slot, and one more instance of m fits on v next to the core instances and
+    the light instances in X, Eq. 8) lowers Φ by more than tol = 1e-9·(1 + |Φ(X)|), the one of
+    lowest (m, v) among those within tol of the best Δ is added in the lowest free slot k; at most
+    ``params.max_steps`` times. Returns the decision of §9 step 4 and ``info`` with ``objective``
+    (Φ of the final X, V·C_light included), ``steps``, ``phi`` (Φ_m per light service),
+    ``cost_light`` (Σ C_m), ``placed`` and ``deferred`` (stage counts)."""
+    sc = obs.scenario
+    num_nodes, num_services, num_slots = sc.num_nodes, sc.num_services, obs.max_light_instances
+    expected = (num_nodes, num_services, num_slots)
+    if tuple(obs.occupancy.shape) != expected:
+        raise ConfigError("obs.occupancy.shape", tuple(obs.occupancy.shape), f"{expected}")
+    light_ids = [int(m) for m in sc.light_services]
+    tables = service_delay_tables(obs, params)
+    waiting_services = {w.service for w in obs.waiting}
+
+    members = np.asarray(obs.occupancy) > 0  # step 2: the busy light instances
+    evaluations = {
+        m: evaluate_service(obs, params, H, m, _members(members, num_nodes, m, num_slots), tables[m])
+        for m in light_ids
+    }
+
+    steps = 0
+    while steps < params.max_steps:
+        phi_total = sum(evaluations[m].phi for m in light_ids)
+        used = resource_usage(sc, obs.x_core, members)
+        candidates: list[tuple[float, int, int, int, ServiceEvaluation]] = []  # (Δ, m, v, k, Φ_m evaluation)
+        for m in light_ids:
+            if m not in waiting_services:
+                continue
+            current = _members(members, num_nodes, m, num_slots)
+            for v in range(num_nodes):
+                free = [k for k in range(num_slots) if not members[v, m, k]]
+                if not free or not fits(used[v], sc.resource[m], sc.capacity[v]):
+                    continue
+                k = free[0]
+                ev = evaluate_service(obs, params, H, m, current + [(v, k)], tables[m])
+                candidates.append((ev.phi - evaluations[m].phi, m, v, k, ev))
+        if not candidates:
+            break
+        delta_star = min(c[0] for c in candidates)
+        tol = GREEDY_RTOL * (1.0 + abs(phi_total))
+        if delta_star >= -tol:
+            break
+        _, m, v, k, ev = min((c for c in candidates if c[0] <= delta_star + tol), key=lambda c: (c[1], c[2]))
+        members[v, m, k] = True
+        evaluations[m] = ev
+        steps += 1
+
+    # step 4: deploy X, dispatch as evaluated, y = the largest final occupancy per (v, m)
+    assignment = sorted((w_idx, v, k) for m in light_ids for w_idx, v, k, _ in evaluations[m].placed)
+    parallelism = np.zeros((num_nodes, num_services), dtype=int)
+    for m in light_ids:
+        for (v, _), o in evaluations[m].occupancy.items():
+            parallelism[v, m] = max(parallelism[v, m], o)
+    info = {
+        "objective": sum(evaluations[m].phi for m in light_ids),
+        "steps": steps,
+        "phi": {m: evaluations[m].phi for m in light_ids},
+        "cost_light": sum(evaluations[m].cost for m in light_ids),
+        "placed": len(assignment),
+        "deferred": sum(len(evaluations[m].deferred) for m in light_ids),
+    }
+    return LightDecision(alive=members, assignment=assignment, parallelism=parallelism), info
+
+
+def make_controller(kind: str = "ec", *, log: list | None = None, **params: Any) -> Controller:
+    """A controller ``(obs, state) -> (LightDecision, state)`` for `simulate_reference` running
+    `algorithm1` with ``Algorithm1Params(kind=kind, **params)``.
+
+    The state (None at the first boundary of a realisation) is a dict: ``"H"`` maps task id →
+    (boundary, H_j) of the last boundary at which the task had a waiting light stage, advanced by the
+    recursion of §9 to the current boundary (boundaries only move forward within a realisation);
+    ``"info"`` is the last call's info. If ``log`` is a list, ``dict(t=obs.t, **info)`` is appended
+    to it at every boundary, so the caller can read the objective per boundary."""
+    names = {f.name for f in fields(Algorithm1Params)} - {"kind"}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise ConfigError("controller parameter", unknown[0], f"one of {sorted(names)}")
+    config = Algorithm1Params(kind=kind, **params)
+
+    def control(obs: LightObservation, state: Any) -> tuple[LightDecision, dict[str, Any]]:
+        cache: dict[int, tuple[int, float]] = dict(state["H"]) if state is not None else {}
+        H: dict[int, float] = {}
+        for stage in obs.waiting:
+            if stage.task in H:
+                continue
+            if stage.task in cache:
+                t0, h = cache[stage.task]
+                if t0 > obs.t:
+                    raise ConfigError("obs.t", obs.t, f"a boundary >= {t0}, the last one seen for task {stage.task}")
+            else:
+                t0, h = _arrival_boundary(stage.arrival, obs.slot_ms), config.H_min
+                if t0 > obs.t:
+                    raise ConfigError("obs.t", obs.t, f"a boundary >= the arrival boundary {t0} of task {stage.task}")
+            for s in range(t0 + 1, obs.t + 1):
+                h = _virtual_queue_step(h, s, stage.arrival, stage.deadline, obs.slot_ms, config.H_min)
+            H[stage.task] = h
+            cache[stage.task] = (obs.t, h)
+        decision, info = algorithm1(obs, config, H)
+        if log is not None:
+            log.append(dict(t=obs.t, **info))
+        return decision, {"H": cache, "info": info}
+
+    control.__name__ = {"ec": "proposed", "avg": "propavg"}[kind]
+    control.__doc__ = f"Algorithm 1 (SEMANTICS §9) with g^{kind.upper()}; options {config}."
+    return control

@@ -1,0 +1,12 @@
+"""Controller `ga`: a genetic algorithm over light instance counts (MODEL.md §8, docs/SEMANTICS.md §10)."""
+
+from edgefm import hookimpl
+from edgefm_ga.controller import GAConfig, GAController
+
+
+@hookimpl
+def edgefm_register_controllers():
+    return [GAController]
+
+
+__all__ = ["GAConfig", "GAController"]

@@ -1,0 +1,354 @@
+"""Controllers `proposed` and `propavg`: Algorithm 1 of the paper (MODEL.md §7.4), exactly as pinned
+down by docs/SEMANTICS.md §9, in JAX with static shapes.
+
+Layout of one boundary (per realisation; the engine adds the batch axes with vmap):
+
+- `update_queues`: the virtual queues H[B] of the task buffer (the controller state).
+- `stage_tables`: the first L = `max_stages_per_service` waiting stages of every light service, in
+  queue order, as [Ml, L] tables (queue index, validity, data-ready delay per node [Ml, L, V],
+  weight w = πH, deferral cost c = 2D + Δt), and n[Ml] = how many are valid.
+- `delay_table`: g[Ml, Q+1] for y = 0 … Q (Q = the static FIFO length >= the traced y_max).
+- `evaluate_service`: Φ_m for one set X_m of instances of service m: a `lax.while_loop` over the
+  n_m stages of m (sequential: each placement changes the occupancies seen by the next stage) with
+  the V·X candidate instances vectorised, then the re-score with the final occupancies.
+- `greedy`: the table Φ_m(X_m + one instance on v) for every (m, v) ([Ml, V], one vmap over
+  services and nodes), then a bounded `lax.while_loop` that adds the best feasible pair and
+  recomputes only the changed service's row (one vmap over the V nodes).
+- `LyapunovController.act`: queues, tables, greedy, final dispatch from Φ_m on the final X.
+
+The time goes into `evaluate_service`'s loop: (Ml·(V+1) evaluations vmapped, then V per greedy step,
+then Ml for the dispatch) × n_m iterations of a few [V·X]-wide vector operations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from edgefm.capacity import delay_bound, mean_delay
+from edgefm.errors import ConfigError
+from edgefm.interfaces import AbstractController
+from edgefm.sim.types import Action, resource_usage
+
+INT = jnp.int64
+TIE_TOL = 1e-9  # §9: absolute tolerance of the per-stage score ties; relative one of the greedy's Δ
+
+
+@dataclass
+class LyapunovConfig:
+    V: float = 1.0  # Lyapunov trade-off weight of the light cost against the weighted delays
+    epsilon: float = 0.2  # delay-violation probability of g^EC, in (0, 1) (unused by propavg)
+    window_ms: float = 0.0  # admission window W of g^EC in ms; 0 = the slot length
+    pi: float = 1.0  # weight π of every task type in the stage weights π·H
+    H_min: float = 1.0  # floor (and initial value) of the virtual queues
+    max_steps: int = 1000  # cap on the greedy's steps (instances added) per boundary
+    max_stages_per_service: int = 64  # L: waiting stages per light service considered (static)
+
+
+def validate_config(c: LyapunovConfig, group: str = "controller") -> None:
+    def finite(name, value, lo, strict=False, text=""):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > lo if strict else value >= lo)
+        if not ok:
+            raise ConfigError(f"{group}.{name}", value, text)
+
+    finite("V", c.V, 0.0, text="a finite number >= 0")
+    e = c.epsilon
+    if not (isinstance(e, (int, float)) and not isinstance(e, bool) and 0.0 < e < 1.0):
+        raise ConfigError(f"{group}.epsilon", e, "a number in (0, 1)")
+    finite("window_ms", c.window_ms, 0.0, text="a finite number >= 0 (ms; 0 = the slot length)")
+    finite("pi", c.pi, 0.0, text="a finite number >= 0")
+    finite("H_min", c.H_min, 0.0, text="a finite number >= 0")
+    for name, lo in (("max_steps", 0), ("max_stages_per_service", 1)):
+        v = getattr(c, name)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
+            raise ConfigError(f"{group}.{name}", v, f"an integer >= {lo}")
+
+
+class StageTables(NamedTuple):
+    """The first L waiting stages of each light service, in queue order."""
+
+    idx: jax.Array  # [Ml,L] int: index into the observation's waiting list (Lw = none)
+    valid: jax.Array  # [Ml,L] bool
+    n: jax.Array  # [Ml] int: valid entries (a prefix)
+    delay: jax.Array  # [Ml,L,V] ms: max(0, data_ready(v) - now)
+    weight: jax.Array  # [Ml,L] π·H of the stage's task
+    defer: jax.Array  # [Ml,L] ms: 2·D_n + Δt
+
+
+class ServiceData(NamedTuple):
+    """Everything Φ_m needs about one light service m (the slices of the per-boundary tables)."""
+
+    delay: jax.Array  # [L,V]
+    weight: jax.Array  # [L]
+    defer: jax.Array  # [L]
+    valid: jax.Array  # [L] bool
+    n: jax.Array  # [] int
+    g: jax.Array  # [Q+1]
+    cost_deploy: jax.Array  # [] c_dp
+    cost_run: jax.Array  # [] c_mt + c_pl
+    prev: jax.Array  # [V] instances of (v, m) in the previous slot
+
+
+def delay_table(arrays, params, Q: int):
+    """[Ml, Q+1] g(y) for y = 0 … Q of every light service (g(0) = 0): g^EC where the traced
+    ``params.controller["g_ec"]`` is 1 (`proposed`), g^avg where it is 0 (`propavg`), so both
+    controllers share one compiled program."""
+    p = params.controller
+    dt = params.slot_ms
+    window = jnp.where(p["window_ms"] > 0, p["window_ms"], dt)
+    a = arrays.work[arrays.light_service][:, None]
+    k = arrays.light_shape[:, None]
+    beta = arrays.light_scale[:, None]
+    y = jnp.arange(Q + 1, dtype=jnp.float64)[None, :]
+    g_ec = delay_bound(y, a, k, beta, p["epsilon"], dt, window)
+    return jnp.where(p["g_ec"] > 0, g_ec, mean_delay(y, a, k, beta, dt))
+
+
+def update_queues(H_prev, obs, deadline_of_type, params):
+    """[B] H_j(t) (SEMANTICS §9): H_min at the arrival boundary, then
+    max(H_min, H_j(t-1) + ((t-1)Δt - arrival_j) - D_n)."""
+    p = params.controller
+    age_prev = (obs.now - params.slot_ms) - obs.task_arrival
+    grown = jnp.maximum(p["H_min"], H_prev + age_prev - deadline_of_type[obs.task_type_buf])
+    H = jnp.where(obs.task_arrival == obs.now, p["H_min"], grown)
+    return jnp.where(obs.task_alive, H, p["H_min"])
+
+
+def stage_tables(obs, H, params, Ml: int, L: int) -> StageTables:
+    Lw = obs.valid.shape[0]
+    # rank j of each waiting stage among those of its service (one cumsum of the one-hot; half the
+    # time of a nonzero per service on a 5000-entry list), then idx[m, j] = its list position
+    onehot = (obs.light[:, None] == jnp.arange(Ml)[None, :]) & obs.valid[:, None]
+    j = (jnp.cumsum(onehot, axis=0, dtype=INT) - onehot)[jnp.arange(Lw), jnp.clip(obs.light, 0, Ml - 1)]
+    ok = obs.valid & (j < L)
+    idx = jnp.full((Ml, L), Lw, INT).at[jnp.where(ok, obs.light, Ml), jnp.where(ok, j, 0)].set(
+        jnp.arange(Lw, dtype=INT), mode="drop")  # [Ml,L], in queue order
+    valid = idx < Lw
+    i = jnp.clip(idx, 0, Lw - 1)
+    delay = jnp.maximum(0.0, obs.data_ready[i] - obs.now)  # [Ml,L,V]
+    weight = params.controller["pi"] * H[obs.buffer_slot[i]]
+    defer = 2.0 * obs.deadline[i] + params.slot_ms
+    return StageTables(
+        idx=idx,
+        valid=valid,
+        n=valid.sum(1).astype(INT),
+        delay=jnp.where(valid[..., None], delay, 0.0),
+        weight=jnp.where(valid, weight, 0.0),
+        defer=jnp.where(valid, defer, 0.0),
+    )
+
+
+def evaluate_service(d: ServiceData, in_x, occ0, y_max, V_weight):
+    """Φ_m(X_m) (SEMANTICS §9).
+
+    in_x [V,X] bool: the instances of X_m; occ0 [V,X] int: their occupancy at the boundary (0 for
+    added ones). Returns (phi, placed [L] flat v·X+k or -1, rank [L], occ_final [V,X]).
+    """
+    Vn, X = in_x.shape
+    L = d.weight.shape[0]
+    Q = d.g.shape[0] - 1
+    VX = Vn * X
+    member = in_x.reshape(VX)
+    node = jnp.arange(VX) // X
+    flat = jnp.arange(VX, dtype=INT)
+    o_start = jnp.where(member, occ0.reshape(VX), 0).astype(INT)
+
+    def body(carry):
+        s, o, placed, rank = carry
+        cand = member & (o < y_max)
+        score = d.delay[s][node] + d.g[jnp.clip(o + 1, 0, Q)]
+        score = jnp.where(cand, score, jnp.inf)
+        best = jnp.min(score)
+        tie = cand & (score <= best + TIE_TOL)
+        key = jnp.where(tie, o * VX + flat, jnp.iinfo(INT).max)
+        i = jnp.argmin(key)
+        place = d.valid[s] & cand.any() & (best < d.defer[s])
+        placed = placed.at[s].set(jnp.where(place, i, -1))
+        rank = rank.at[s].set(jnp.where(place, o[i] - o_start[i], -1))
+        o = o.at[i].add(place.astype(INT))
+        return s + 1, o, placed, rank
+
+    init = (jnp.zeros((), INT), o_start, jnp.full(L, -1, INT), jnp.full(L, -1, INT))
+    _, o, placed, rank = lax.while_loop(lambda c: c[0] < d.n, body, init)
+    ok = placed >= 0
+    pc = jnp.clip(placed, 0, VX - 1)
+    d_hat = jnp.take_along_axis(d.delay, node[pc][:, None], axis=1)[:, 0] + d.g[jnp.clip(o[pc], 0, Q)]
+    terms = jnp.where(ok, d.weight * d_hat, jnp.where(d.valid, d.weight * d.defer, 0.0))
+    x = in_x.sum(1).astype(d.prev.dtype)  # [V]
+    cost = jnp.sum(d.cost_deploy * jnp.maximum(0, x - d.prev) + d.cost_run * x)
+    phi = V_weight * cost + jnp.sum(terms)
+    return phi, placed, rank, o.reshape(Vn, X)
+
+
+def _service_data(tabs: StageTables, g, cost_deploy, cost_run, prev_count, m) -> ServiceData:
+    return ServiceData(
+        delay=tabs.delay[m], weight=tabs.weight[m], defer=tabs.defer[m], valid=tabs.valid[m], n=tabs.n[m],
+        g=g[m], cost_deploy=cost_deploy[m], cost_run=cost_run[m], prev=prev_count[:, m],
+    )
+
+
+def add_instance(in_x_m, v):
+    """X_m plus a new instance of (v, m) in its lowest slot k not in X_m (unchanged if none is free)."""
+    k = jnp.argmin(in_x_m[v])
+    return in_x_m.at[v, k].set(True)
+
+
+class GreedyResult(NamedTuple):
+    in_x: jax.Array  # [V,Ml,X] bool: the final X
+    steps: jax.Array  # [] int: instances added
+    phi: jax.Array  # [Ml] Φ_m of the final X
+
+
+def feasible_pairs(in_x, light_r, core_usage, capacity, waiting_total):
+    """[Ml,V] bool: (m, v) may get one more instance (SEMANTICS §9 step 3, Eq. 8 with exact <=)."""
+    X = in_x.shape[2]
+    counts = in_x.sum(-1)  # [V,Ml]
+    usage = resource_usage(counts, light_r, core_usage)  # [V,K]
+    fits = jnp.all(usage[:, None, :] + light_r[None, :, :] <= capacity[:, None, :], axis=-1)  # [V,Ml]
+    return (fits & (counts < X) & (waiting_total > 0)[None, :]).T
+
+
+def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps) -> GreedyResult:
+    Vn, Ml, X = obs.occupancy.shape
+    cdep = arrays.cost_deploy[arrays.light_service]
+    crun = arrays.cost_run[arrays.light_service]
+    light_r = arrays.resource[arrays.light_service]
+    prev = obs.prev_count
+    occ_m = obs.occupancy.transpose(1, 0, 2)  # [Ml,V,X]
+    nodes = jnp.arange(Vn)
+
+    def phi_of(m, in_x_m):
+        d = _service_data(tabs, g, cdep, crun, prev, m)
+        return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)[0]
+
+    def additions(m, in_x_m):  # [V] Φ_m(X_m + one instance on v)
+        return jax.vmap(lambda v: phi_of(m, add_instance(in_x_m, v)))(nodes)
+
+    in_x0 = obs.occupancy > 0  # busy instances; idle ones stop unless re-added
+    in_x0_m = in_x0.transpose(1, 0, 2)
+
+    def base_and_additions(m, in_x_m):  # one vmap of V + 1 configurations: X_m, then X_m + (v, ·)
+        configs = jnp.concatenate([in_x_m[None], jax.vmap(lambda v: add_instance(in_x_m, v))(nodes)])
+        return jax.vmap(lambda c: phi_of(m, c))(configs)
+
+    table = jax.vmap(base_and_additions)(jnp.arange(Ml), in_x0_m)  # [Ml,V+1]
+    phi0, add0 = table[:, 0], table[:, 1:]
+
+    def decide(in_x, phi, add):
+        feas = feasible_pairs(in_x, light_r, obs.core_usage, arrays.capacity, obs.waiting_total)
+        delta = add - phi[:, None]
+        best = jnp.min(jnp.where(feas, delta, jnp.inf))
+        tol = TIE_TOL * (1.0 + jnp.abs(jnp.sum(phi)))
+        go = feas.any() & (best < -tol)
+        pick = jnp.argmax((feas & (delta <= best + tol)).reshape(-1))  # lowest (m, v), row-major
+        return go, pick // Vn, pick % Vn
+
+    def cond(carry):
+        steps, in_x, phi, add = carry
+        return (steps < max_steps) & decide(in_x, phi, add)[0]
+
+    def body(carry):
+        steps, in_x, phi, add = carry
+        _, m, v = decide(in_x, phi, add)
+        new_m = add_instance(in_x[:, m, :], v)
+        in_x = in_x.at[:, m, :].set(new_m)
+        phi = phi.at[m].set(add[m, v])
+        add = add.at[m].set(additions(m, new_m))
+        return steps + 1, in_x, phi, add
+
+    steps, in_x, phi, _ = lax.while_loop(cond, body, (jnp.zeros((), INT), in_x0, phi0, add0))
+    return GreedyResult(in_x=in_x, steps=steps, phi=phi)
+
+
+def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight):
+    """Φ_m on the final X for every m: (phi [Ml], assign [Lw], rank [Lw], parallelism [V,Ml])."""
+    Vn, Ml, X = in_x.shape
+    Lw = obs.valid.shape[0]
+    cdep = arrays.cost_deploy[arrays.light_service]
+    crun = arrays.cost_run[arrays.light_service]
+    occ_m = obs.occupancy.transpose(1, 0, 2)
+
+    def one(m, in_x_m):
+        d = _service_data(tabs, g, cdep, crun, obs.prev_count, m)
+        return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)
+
+    phi, placed, rank, occ_final = jax.vmap(one)(jnp.arange(Ml), in_x.transpose(1, 0, 2))
+    # placed [Ml,L] = v*X + k within service m -> the engine's flat index (v*Ml + m)*X + k
+    m_of = jnp.arange(Ml)[:, None]
+    inst = ((placed // X) * Ml + m_of) * X + placed % X
+    ok = placed >= 0
+    target = jnp.where(ok, tabs.idx, Lw)
+    assign = jnp.full(Lw, -1, INT).at[target].set(inst, mode="drop")
+    ranks = jnp.zeros(Lw, INT).at[target].set(rank, mode="drop")
+    y = jnp.max(jnp.where(in_x.transpose(1, 0, 2), occ_final, 0), axis=-1).T  # [V,Ml]
+    return phi, assign, ranks, y
+
+
+class LyapunovController(AbstractController):
+    """Algorithm 1 (drift-plus-penalty greedy); subclasses fix the delay function g."""
+
+    Config = LyapunovConfig
+    delay_kind = "ec"
+
+    def validate(self):
+        validate_config(self.config)
+
+    def params(self):
+        c = self.config
+        return {
+            "V": float(c.V),
+            "epsilon": float(c.epsilon),
+            "window_ms": float(c.window_ms),
+            "pi": float(c.pi),
+            "H_min": float(c.H_min),
+            "max_steps": int(c.max_steps),
+            "g_ec": 1.0 if self.delay_kind == "ec" else 0.0,  # the delay function, traced (see delay_table)
+        }
+
+    def static_key(self):
+        # proposed and propavg differ only in the traced g_ec: one compiled program serves both
+        return (LyapunovController.__module__, LyapunovController.__qualname__)
+
+    def init(self, ctx):
+        sizes, _ = ctx
+        return jnp.zeros(sizes.B)  # H[B]; every task is reset to H_min at its arrival boundary
+
+    def act(self, state, obs, ctx, params, key):
+        sizes, arrays = ctx
+        p = params.controller
+        L = int(self.config.max_stages_per_service)
+        y_max = params.y_max
+        H = update_queues(state, obs, arrays.deadline, params)
+        tabs = stage_tables(obs, H, params, sizes.Ml, L)
+        g = delay_table(arrays, params, sizes.Q)
+        res = greedy(tabs, g, obs, arrays, y_max, p["V"], p["max_steps"])
+        phi, assign, rank, y = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"])
+        alive = obs.task_alive
+        n_alive = alive.sum()
+        info = {
+            "controller_objective": jnp.sum(phi),
+            "vq_mean": jnp.where(n_alive > 0, jnp.sum(jnp.where(alive, H, 0.0)) / jnp.maximum(n_alive, 1), 0.0),
+            "vq_sum": jnp.sum(jnp.where(alive, H, 0.0)),
+            "vq_max": jnp.where(n_alive > 0, jnp.max(jnp.where(alive, H, -jnp.inf)), 0.0),
+            "greedy_steps": res.steps.astype(INT),
+        }
+        action = Action(alive=res.in_x, assign=assign, rank=rank, parallelism=y.astype(INT), info=info)
+        return action, H
+
+
+class ProposedController(LyapunovController):
+    name = "proposed"
+    delay_kind = "ec"
+    description = "Algorithm 1: Lyapunov drift-plus-penalty greedy with the effective-capacity delay g^EC"
+
+
+class PropAvgController(LyapunovController):
+    name = "propavg"
+    delay_kind = "avg"
+    description = "Algorithm 1 with the mean-only delay g^avg (ablation of the effective capacity)"
