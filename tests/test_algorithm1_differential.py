@@ -112,6 +112,11 @@ def test_jax_and_reference_algorithm1_take_the_same_decisions(decision_runs, loa
     case = decision_runs[load]
     np.testing.assert_array_equal(case.out["list_overflow"], 0)
     np.testing.assert_array_equal(case.out["invalid_actions"], 0)
+    # the engine's predicted drain time of each light instance: now when empty, later when busy
+    obs, _ = recorded(case.out)
+    drain, occ = obs["drain"][0, 0], obs["occupancy"][0, 0]  # [T,V,Ml,X]
+    now = obs["now"][0, 0][:, None, None, None]
+    assert np.all(np.where(occ == 0, drain == now, drain > now))
     rows = list(compare_decisions(case))
     assert len(rows) == case.sizes.T == 120
     busy = [r for r in rows if r[1] > 0]

@@ -76,7 +76,7 @@ def observation(*, now, light, valid, buffer_slot, deadline, data_ready, occupan
 
 
 def controller_params(**changes):
-    p = dict(V=1.0, epsilon=0.2, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=1000, g_ec=1.0)
+    p = dict(V=1.0, epsilon=0.2, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=1000, g_ec=1.0, instance_ready=0.0)
     p.update(changes)
     return p
 
@@ -93,7 +93,8 @@ def test_config_is_validated_and_only_L_is_static():
             ProposedController(dataclasses.replace(LyapunovConfig(), **{field: value})).validate()
     ProposedController().validate()
     c = PropAvgController(LyapunovConfig(V=3.0, epsilon=0.1, max_steps=5))
-    assert c.params() == dict(V=3.0, epsilon=0.1, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=5, g_ec=0.0)
+    assert c.params() == dict(V=3.0, epsilon=0.1, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=5,
+                              instance_ready=0.0, g_ec=0.0)
     assert ProposedController().params()["g_ec"] == 1.0
     # the compiled program depends on the class and L only
     key = rollout._component_key
@@ -541,3 +542,23 @@ def test_e2e_dataset_carries_the_diagnostics(e2e):
         assert ds[v.name].attrs.get("units") == v.units
     np.testing.assert_allclose(ds["controller_objective"].values.reshape(-1),
                                base.out["controller_objective"].reshape(-1))
+
+
+def test_experimental_instance_ready_waits_for_the_fifo_to_drain():
+    # two nodes, one instance each; node 0's instance drains 5 ms after now, node 1's is empty
+    d = ServiceData(
+        delay=jnp.array([[0.0, 0.0], [0.0, 7.0]]), weight=jnp.array([1.0, 2.0]), defer=jnp.array([100.0, 100.0]),
+        valid=jnp.array([True, True]), n=jnp.asarray(2), g=jnp.array([0.0, 1.0, 2.0, 3.0]),
+        cost_deploy=jnp.asarray(0.0), cost_run=jnp.asarray(0.0), prev=jnp.zeros(2),
+        ready=jnp.array([[5.0], [0.0]]),
+    )
+    in_x, occ0 = jnp.ones((2, 1), bool), jnp.zeros((2, 1), jnp.int64)
+    phi, placed, _, occ = evaluate_service(d, in_x, occ0, 3, 1.0)
+    # stage 0: node 0 scores max(0, 5) + g(1) = 6, node 1 max(0, 0) + g(1) = 1 -> node 1
+    # stage 1: node 0 scores max(0, 5) + g(1) = 6, node 1 max(7, 0) + g(2) = 9 -> node 0
+    assert placed.tolist() == [1, 0] and occ.ravel().tolist() == [1, 1]
+    assert float(phi) == pytest.approx(1.0 * 1.0 + 2.0 * 6.0)
+    # without the term (SEMANTICS §9): stage 0 ties at score 1 -> node 0; stage 1 scores 0 + g(2) = 2 on
+    # node 0 against 7 + g(1) = 8 on node 1 -> node 0; both re-scored at occupancy 2
+    phi0, placed0, _, _ = evaluate_service(d._replace(ready=None), in_x, occ0, 3, 1.0)
+    assert placed0.tolist() == [0, 0] and float(phi0) == pytest.approx(1.0 * 2.0 + 2.0 * 2.0)

@@ -319,6 +319,14 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
     occupancy = (st.job_ref >= 0).sum(-1).reshape(sizes.V, sizes.Ml, sizes.X)
     light = jnp.where(valid, arrays.light_index[jnp.clip(svc, 0)], 0)
     waiting_total = jnp.zeros(sizes.Ml, INT).at[light].add(valid.astype(INT))
+    mean_rate = jnp.repeat(arrays.light_shape * arrays.light_scale, sizes.X)  # [Ml*X]
+    mean_rate = jnp.tile(mean_rate, sizes.V)  # [I], instance order (v, ml, k)
+
+    def walk(cursor, q):
+        busy = st.job_ref[:, q] >= 0
+        return jnp.where(busy, jnp.maximum(cursor, st.job_ready[:, q]) + st.job_rem[:, q] / mean_rate, cursor), None
+
+    drain, _ = lax.scan(walk, jnp.full(sizes.V * sizes.Ml * sizes.X, now), jnp.arange(sizes.Q))
     return Observation(
         t=t,
         now=now,
@@ -339,6 +347,7 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
         task_alive=st.alive,
         task_arrival=st.arrival,
         task_type_buf=st.ttype,
+        drain=drain.reshape(sizes.V, sizes.Ml, sizes.X),
     )
 
 

@@ -115,6 +115,9 @@ class Observation(eqx.Module):
     task_alive: Array  # [B] bool
     task_arrival: Array  # [B] ms
     task_type_buf: Array  # [B] int
+    # when each light instance would have worked through its FIFO at its mean rate E f (ms; `now`
+    # for an empty one): walking the jobs in order, cursor = max(cursor, data ready) + remaining / E f
+    drain: Array | None = None  # [V,Ml,X]
 
 
 class Action(eqx.Module):

@@ -48,6 +48,9 @@ class LyapunovConfig:
     H_min: float = 1.0  # floor (and initial value) of the virtual queues
     max_steps: int = 1000  # cap on the greedy's steps (instances added) per boundary
     max_stages_per_service: int = 64  # L: waiting stages per light service considered (static)
+    # EXPERIMENTAL, not in SEMANTICS §9 (0 = §9): 1 makes MODEL's "instance-ready" term of d̂ the
+    # instance's predicted drain time (Observation.drain); the reference Algorithm 1 knows only 0
+    instance_ready: float = 0.0
 
 
 def validate_config(c: LyapunovConfig, group: str = "controller") -> None:
@@ -64,6 +67,8 @@ def validate_config(c: LyapunovConfig, group: str = "controller") -> None:
     finite("window_ms", c.window_ms, 0.0, text="a finite number >= 0 (ms; 0 = the slot length)")
     finite("pi", c.pi, 0.0, text="a finite number >= 0")
     finite("H_min", c.H_min, 0.0, text="a finite number >= 0")
+    if c.instance_ready not in (0, 1) or isinstance(c.instance_ready, bool):
+        raise ConfigError(f"{group}.instance_ready", c.instance_ready, "0 (SEMANTICS §9) or 1 (predicted drain time)")
     for name, lo in (("max_steps", 0), ("max_stages_per_service", 1)):
         v = getattr(c, name)
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
@@ -93,6 +98,7 @@ class ServiceData(NamedTuple):
     cost_deploy: jax.Array  # [] c_dp
     cost_run: jax.Array  # [] c_mt + c_pl
     prev: jax.Array  # [V] instances of (v, m) in the previous slot
+    ready: jax.Array | None = None  # [V,X] ms after now until each instance is ready (None: 0, §9)
 
 
 def delay_table(arrays, params, Q: int):
@@ -158,11 +164,12 @@ def evaluate_service(d: ServiceData, in_x, occ0, y_max, V_weight):
     node = jnp.arange(VX) // X
     flat = jnp.arange(VX, dtype=INT)
     o_start = jnp.where(member, occ0.reshape(VX), 0).astype(INT)
+    wait = jnp.zeros(VX) if d.ready is None else d.ready.reshape(VX)
 
     def body(carry):
         s, o, placed, rank = carry
         cand = member & (o < y_max)
-        score = d.delay[s][node] + d.g[jnp.clip(o + 1, 0, Q)]
+        score = jnp.maximum(d.delay[s][node], wait) + d.g[jnp.clip(o + 1, 0, Q)]
         score = jnp.where(cand, score, jnp.inf)
         best = jnp.min(score)
         tie = cand & (score <= best + TIE_TOL)
@@ -178,7 +185,8 @@ def evaluate_service(d: ServiceData, in_x, occ0, y_max, V_weight):
     _, o, placed, rank = lax.while_loop(lambda c: c[0] < d.n, body, init)
     ok = placed >= 0
     pc = jnp.clip(placed, 0, VX - 1)
-    d_hat = jnp.take_along_axis(d.delay, node[pc][:, None], axis=1)[:, 0] + d.g[jnp.clip(o[pc], 0, Q)]
+    d_in = jnp.take_along_axis(d.delay, node[pc][:, None], axis=1)[:, 0]
+    d_hat = jnp.maximum(d_in, wait[pc]) + d.g[jnp.clip(o[pc], 0, Q)]
     terms = jnp.where(ok, d.weight * d_hat, jnp.where(d.valid, d.weight * d.defer, 0.0))
     x = in_x.sum(1).astype(d.prev.dtype)  # [V]
     cost = jnp.sum(d.cost_deploy * jnp.maximum(0, x - d.prev) + d.cost_run * x)
@@ -186,11 +194,21 @@ def evaluate_service(d: ServiceData, in_x, occ0, y_max, V_weight):
     return phi, placed, rank, o.reshape(Vn, X)
 
 
-def _service_data(tabs: StageTables, g, cost_deploy, cost_run, prev_count, m) -> ServiceData:
+def _service_data(tabs: StageTables, g, cost_deploy, cost_run, prev_count, m, ready=None) -> ServiceData:
     return ServiceData(
         delay=tabs.delay[m], weight=tabs.weight[m], defer=tabs.defer[m], valid=tabs.valid[m], n=tabs.n[m],
         g=g[m], cost_deploy=cost_deploy[m], cost_run=cost_run[m], prev=prev_count[:, m],
+        ready=None if ready is None else ready[m],
     )
+
+
+def instance_ready(obs, params):
+    """[Ml,V,X] ms until each light instance is ready: 0 (SEMANTICS §9), or with the experimental
+    option `instance_ready` = 1 its predicted drain time after now."""
+    if obs.drain is None:
+        return None
+    wait = jnp.maximum(0.0, obs.drain - obs.now) * params.controller["instance_ready"]
+    return wait.transpose(1, 0, 2)
 
 
 def add_instance(in_x_m, v):
@@ -214,7 +232,7 @@ def feasible_pairs(in_x, light_r, core_usage, capacity, waiting_total):
     return (fits & (counts < X) & (waiting_total > 0)[None, :]).T
 
 
-def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps) -> GreedyResult:
+def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=None) -> GreedyResult:
     Vn, Ml, X = obs.occupancy.shape
     cdep = arrays.cost_deploy[arrays.light_service]
     crun = arrays.cost_run[arrays.light_service]
@@ -224,7 +242,7 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps) -> Gre
     nodes = jnp.arange(Vn)
 
     def phi_of(m, in_x_m):
-        d = _service_data(tabs, g, cdep, crun, prev, m)
+        d = _service_data(tabs, g, cdep, crun, prev, m, ready)
         return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)[0]
 
     def additions(m, in_x_m):  # [V] Φ_m(X_m + one instance on v)
@@ -266,7 +284,7 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps) -> Gre
     return GreedyResult(in_x=in_x, steps=steps, phi=phi)
 
 
-def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight):
+def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=None):
     """Φ_m on the final X for every m: (phi [Ml], assign [Lw], rank [Lw], parallelism [V,Ml])."""
     Vn, Ml, X = in_x.shape
     Lw = obs.valid.shape[0]
@@ -275,7 +293,7 @@ def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight):
     occ_m = obs.occupancy.transpose(1, 0, 2)
 
     def one(m, in_x_m):
-        d = _service_data(tabs, g, cdep, crun, obs.prev_count, m)
+        d = _service_data(tabs, g, cdep, crun, obs.prev_count, m, ready)
         return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)
 
     phi, placed, rank, occ_final = jax.vmap(one)(jnp.arange(Ml), in_x.transpose(1, 0, 2))
@@ -308,6 +326,7 @@ class LyapunovController(AbstractController):
             "pi": float(c.pi),
             "H_min": float(c.H_min),
             "max_steps": int(c.max_steps),
+            "instance_ready": float(c.instance_ready),
             "g_ec": 1.0 if self.delay_kind == "ec" else 0.0,  # the delay function, traced (see delay_table)
         }
 
@@ -327,8 +346,9 @@ class LyapunovController(AbstractController):
         H = update_queues(state, obs, arrays.deadline, params)
         tabs = stage_tables(obs, H, params, sizes.Ml, L)
         g = delay_table(arrays, params, sizes.Q)
-        res = greedy(tabs, g, obs, arrays, y_max, p["V"], p["max_steps"])
-        phi, assign, rank, y = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"])
+        ready = instance_ready(obs, params)
+        res = greedy(tabs, g, obs, arrays, y_max, p["V"], p["max_steps"], ready)
+        phi, assign, rank, y = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"], ready)
         alive = obs.task_alive
         n_alive = alive.sum()
         info = {
