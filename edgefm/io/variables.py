@@ -241,10 +241,10 @@ def markdown_table() -> str:
 
     from edgefm.plugins import builtin_plugin_modules
 
-    for module in builtin_plugin_modules():
+    builtin = tuple(builtin_plugin_modules())
+    for module in builtin:
         importlib.import_module(module)
     lines = ["| variable | kind | dims | units | dtype | description | from |", "|---|---|---|---|---|---|---|"]
-    builtin = tuple(builtin_plugin_modules())
 
     def source(name: str) -> str | None:
         owner = _OWNERS[name]

@@ -319,8 +319,8 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
     occupancy = (st.job_ref >= 0).sum(-1).reshape(sizes.V, sizes.Ml, sizes.X)
     light = jnp.where(valid, arrays.light_index[jnp.clip(svc, 0)], 0)
     waiting_total = jnp.zeros(sizes.Ml, INT).at[light].add(valid.astype(INT))
-    mean_rate = jnp.repeat(arrays.light_shape * arrays.light_scale, sizes.X)  # [Ml*X]
-    mean_rate = jnp.tile(mean_rate, sizes.V)  # [I], instance order (v, ml, k)
+    mean_rate = jnp.broadcast_to(  # [I]: E f = k·β of each instance, in instance order (v, ml, k)
+        (arrays.light_shape * arrays.light_scale)[None, :, None], (sizes.V, sizes.Ml, sizes.X)).reshape(-1)
 
     def walk(cursor, q):
         busy = st.job_ref[:, q] >= 0

@@ -202,6 +202,20 @@ def _service_data(tabs: StageTables, g, cost_deploy, cost_run, prev_count, m, re
     )
 
 
+def service_evaluator(tabs: StageTables, g, obs, arrays, y_max, V_weight, ready=None):
+    """``evaluate(m, in_x_m)`` = `evaluate_service` of light service m on the instance set in_x_m
+    [V,X] at this boundary (the per-service slices of the boundary's tables)."""
+    cdep = arrays.cost_deploy[arrays.light_service]
+    crun = arrays.cost_run[arrays.light_service]
+    occ_m = obs.occupancy.transpose(1, 0, 2)  # [Ml,V,X]
+
+    def evaluate(m, in_x_m):
+        d = _service_data(tabs, g, cdep, crun, obs.prev_count, m, ready)
+        return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)
+
+    return evaluate
+
+
 def instance_ready(obs, params):
     """[Ml,V,X] ms until each light instance is ready: 0 (SEMANTICS §9), or with the experimental
     option `instance_ready` = 1 its predicted drain time after now."""
@@ -234,16 +248,12 @@ def feasible_pairs(in_x, light_r, core_usage, capacity, waiting_total):
 
 def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=None) -> GreedyResult:
     Vn, Ml, X = obs.occupancy.shape
-    cdep = arrays.cost_deploy[arrays.light_service]
-    crun = arrays.cost_run[arrays.light_service]
     light_r = arrays.resource[arrays.light_service]
-    prev = obs.prev_count
-    occ_m = obs.occupancy.transpose(1, 0, 2)  # [Ml,V,X]
     nodes = jnp.arange(Vn)
+    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready)
 
     def phi_of(m, in_x_m):
-        d = _service_data(tabs, g, cdep, crun, prev, m, ready)
-        return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)[0]
+        return evaluate(m, in_x_m)[0]
 
     def additions(m, in_x_m):  # [V] Φ_m(X_m + one instance on v)
         return jax.vmap(lambda v: phi_of(m, add_instance(in_x_m, v)))(nodes)
@@ -288,15 +298,8 @@ def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=Non
     """Φ_m on the final X for every m: (phi [Ml], assign [Lw], rank [Lw], parallelism [V,Ml])."""
     Vn, Ml, X = in_x.shape
     Lw = obs.valid.shape[0]
-    cdep = arrays.cost_deploy[arrays.light_service]
-    crun = arrays.cost_run[arrays.light_service]
-    occ_m = obs.occupancy.transpose(1, 0, 2)
-
-    def one(m, in_x_m):
-        d = _service_data(tabs, g, cdep, crun, obs.prev_count, m, ready)
-        return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)
-
-    phi, placed, rank, occ_final = jax.vmap(one)(jnp.arange(Ml), in_x.transpose(1, 0, 2))
+    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready)
+    phi, placed, rank, occ_final = jax.vmap(evaluate)(jnp.arange(Ml), in_x.transpose(1, 0, 2))
     # placed [Ml,L] = v*X + k within service m -> the engine's flat index (v*Ml + m)*X + k
     m_of = jnp.arange(Ml)[:, None]
     inst = ((placed // X) * Ml + m_of) * X + placed % X

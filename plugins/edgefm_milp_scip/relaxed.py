@@ -474,15 +474,13 @@ class RelaxedPlacement(AbstractPlacementSolver):
     def validate(self) -> None:
         validate_common(self.config, self.name)
         c = self.config
-        for name in ("steps", "polish_passes"):
-            if getattr(c, name) < (1 if name == "steps" else 0):
-                raise ConfigError(f"placement.{name}", getattr(c, name), f"an integer >= {1 if name == 'steps' else 0}")
+        for name, least in (("steps", 1), ("polish_passes", 0)):
+            if getattr(c, name) < least:
+                raise ConfigError(f"placement.{name}", getattr(c, name), f"an integer >= {least}")
         for name in ("primal_weight", "penalty", "smoothing"):
             value = getattr(c, name)
             if not (np.isfinite(value) and value > 0):
                 raise ConfigError(f"placement.{name}", value, "a finite number > 0")
-        if not (c.time_limit_s > 0):
-            raise ConfigError("placement.time_limit_s", c.time_limit_s, "a number of seconds > 0")
 
     def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
         self.validate()
