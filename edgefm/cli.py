@@ -1,9 +1,14 @@
-"""The ``edgefm`` command: the Hydra app (a run, or a multirun with ``-m``) and ``edgefm plugins``.
+"""The ``edgefm`` command: the Hydra app (a run, or a multirun with ``-m``) and the subcommands
+``edgefm plugins``, ``edgefm merge SWEEP_DIR`` (`edgefm.sweep`) and ``edgefm report PATH``
+(`edgefm.cli_report`).
 
 ``edgefm [overrides] [hydra flags]`` composes ``conf/config.yaml`` (or ``$EDGEFM_CONFIG_DIR``) and
 runs one job per composed config: components resolved by name through the plugin Registry, scenario
 sampled and validated, `edgefm.runner.run_engine`, the dataset written atomically to
-``<run dir>/<output.filename>``, a summary table printed.
+``<run dir>/<output.filename>``, a summary table printed. A job whose folder already holds the
+complete dataset of the same resolved config is skipped (``output.skip_existing``), so a multirun
+started again in the same folder resumes; at the end of a multirun the ``merge`` callback writes
+``<sweep dir>/sweep.nc``.
 
 Bad input (any `EdgefmError`, or a Hydra/OmegaConf composition error) ends the command with one line
 ``edgefm: error: ...`` on stderr and exit status 2, before anything is compiled;
@@ -24,6 +29,7 @@ from typing import Any
 from edgefm.errors import ConfigError, EdgefmError
 
 TRACEBACK_ENV = "EDGEFM_TRACEBACK"
+log = logging.getLogger("edgefm")
 EXIT_BAD_INPUT = 2
 
 
@@ -99,15 +105,20 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
     registry = Registry.default() if registry is None else registry
     pm = get_plugin_manager()
 
+    filename = str(cfg.output.filename)
+    if not filename or filename in (".", "..") or "/" in filename or os.sep in filename:
+        raise ConfigError("output.filename", filename, "a file name without folders, e.g. results.nc")
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if cfg.output.skip_existing:
+        existing = completed_run(run_dir / filename, config_yaml)
+        if existing is not None:
+            return existing
     components = {kind: make_component(registry, kind, cfg[kind]) for kind in KINDS}
     sim = sim_settings(cfg.sim)
     validate_sim(sim)
     for component in components.values():
         if hasattr(component, "validate"):
             component.validate()
-    filename = str(cfg.output.filename)
-    if not filename or filename in (".", "..") or "/" in filename or os.sep in filename:
-        raise ConfigError("output.filename", filename, "a file name without folders, e.g. results.nc")
     scenarios = build_scenarios(cfg.scenario, cfg.seed)
 
     OmegaConf.set_readonly(cfg, True)  # plugins see it; none may change it
@@ -122,20 +133,48 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
         slot_ms=sim.slot_ms,
         names=names,
         seed=int(cfg.seed),
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        config_yaml=config_yaml,
         plugin_versions=plugin_versions(registry, names),
         task_records=bool(cfg.output.task_records),
-        extra_attrs={"task": str(cfg.task), "scenario": str(cfg.scenario.name)},
+        extra_attrs={
+            "task": str(cfg.task),
+            "scenario": str(cfg.scenario.name),
+            # the draw index of each instance (not consecutive with scenario.hostable_reserve)
+            "scenario_draws": [int(sc.meta.get("instance", i)) for i, sc in enumerate(scenarios)],
+        },
+        strategy=str(cfg.strategy),
     )
     ds = merge_plugin_datasets(ds, pm.hook.edgefm_dataset_finalize(dataset=ds, cfg=cfg))
     path = write_netcdf_atomic(ds, run_dir / filename)
 
-    summary = summarise_run(engine, names)
+    summary = summarise_run(engine, names, str(cfg.strategy))
     summary["dataset"] = str(path)
     pm.hook.edgefm_run_end(dataset_path=path, cfg=cfg, summary=summary)
     if cfg.output.print_summary:
         print_summary(summary)
     return summary
+
+
+def completed_run(path: Path, config_yaml: str) -> dict[str, Any] | None:
+    """The summary of a finished run at ``path`` made from the same resolved config, or None.
+
+    Datasets are written atomically, so a file at ``path`` is complete; one that cannot be read,
+    or that was made from another config, is recomputed (and replaced).
+    """
+    from edgefm.io import open_run
+
+    if not path.is_file():
+        return None
+    try:
+        ds = open_run(path)
+    except Exception:  # noqa: BLE001 - unreadable: recompute
+        log.warning(f"edgefm: {path} cannot be read; running the job again")
+        return None
+    if ds.attrs.get("config") != config_yaml:
+        log.info(f"edgefm: {path} was made from another config; running the job again")
+        return None
+    log.info(f"edgefm: skipped, the complete dataset is already there: {path} (output.skip_existing=false reruns)")
+    return {"dataset": str(path), "skipped": True}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,11 +270,37 @@ def _patched(argv: list[str], env: dict[str, str]):
                 os.environ[key] = value
 
 
+# The process that runs Hydra: its pid, the Registry, and the bad-input failures of its jobs. A job
+# run by a launcher in another process (joblib, SLURM, Ray) finds this empty and builds its own.
+_APP: dict[str, Any] = {}
+
+
+def _job(cfg) -> None:
+    """The Hydra task function (module level, so launchers can send it to other processes)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    in_app = _APP.get("pid") == os.getpid()
+    if not in_app:
+        enable_compilation_cache()
+    try:
+        run(cfg, hydra_cfg.runtime.output_dir, _APP.get("registry") if in_app else None)
+    except Exception as exc:
+        if error_message(exc) is None or not in_app:
+            # a bug: Hydra re-raises it (HYDRA_FULL_ERROR) and we print the traceback; in another
+            # process the launcher hands the error back to the app, which reports it
+            raise
+        # Bad input: kept from Hydra, which would add its own "Error executing job" line.
+        label = ""
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            label = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): "
+        _APP["failures"].append((label, exc))
+
+
 def run_app(argv: list[str]) -> int:
     """Register the configs, then run Hydra on ``argv`` (overrides and Hydra flags)."""
     import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     from edgefm.config.schema import CONFIG_DIR_ENV, default_config_dir, register_all
     from edgefm.plugins import Registry
@@ -251,28 +316,16 @@ def run_app(argv: list[str]) -> int:
             )
         registry = Registry.default()
         register_all(registry, conf_dir=conf_dir)
-
-        failures: list[tuple[str, BaseException]] = []
-
-        @hydra.main(config_path=str(conf_dir), config_name="config", version_base="1.3")
-        def job(cfg) -> None:
-            hydra_cfg = HydraConfig.get()
-            try:
-                run(cfg, hydra_cfg.runtime.output_dir, registry)
-            except Exception as exc:
-                if error_message(exc) is None:
-                    raise  # a bug: Hydra re-raises it (HYDRA_FULL_ERROR) and we print the traceback
-                # Bad input: kept from Hydra, which would add its own "Error executing job" line.
-                label = ""
-                if hydra_cfg.mode == RunMode.MULTIRUN:
-                    label = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): "
-                failures.append((label, exc))
-
+        _APP.update(pid=os.getpid(), registry=registry, failures=[])
+        app = hydra.main(config_path=str(conf_dir), config_name="config", version_base="1.3")(_job)
         # HYDRA_FULL_ERROR=1: Hydra re-raises instead of printing its own (multi-line) report.
         with _patched(argv, {"HYDRA_FULL_ERROR": "1"}):
-            job()
+            app()
     except Exception as exc:  # noqa: BLE001 - every error ends here, as one line or a traceback
         return report(exc)
+    finally:
+        failures = _APP.pop("failures", [])
+        _APP.clear()
     status = 0
     for label, exc in failures:
         status = max(status, report(exc, prefix=label))
@@ -301,6 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         from edgefm import cli_plugins
 
         return cli_plugins.main(argv[1:])
+    if argv and argv[0] == "merge":
+        from edgefm.sweep import merge_main
+
+        return merge_main(argv[1:])
+    if argv and argv[0] == "report":
+        from edgefm import cli_report
+
+        return cli_report.main(argv[1:])
     enable_compilation_cache()
     # Hydra configures the root logger for each job (a handler on the stdout of the moment and a
     # log file); called in-process (tests, notebooks), those handlers must not outlive the call,

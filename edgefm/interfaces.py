@@ -60,6 +60,12 @@ class AbstractPlacementSolver(Component):
 
     kind = "placement"
 
+    def reusable(self) -> bool:
+        """Whether `solve` gives the same result for the same scenario, options and slot length and
+        has no other effect, so the runner may reuse a placement this process solved before (a
+        multirun over controllers, loads or V solves each instance once). Default: True."""
+        return True
+
     @abstractmethod
     def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
         """Return the core placement for ``scenario`` (an `edgefm.scenario.Scenario`)."""

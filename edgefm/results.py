@@ -20,9 +20,10 @@ import xarray as xr
 from edgefm.errors import PluginError
 from edgefm.io import standard_attrs, to_dataset, variable_table
 from edgefm.scenario.model import RESOURCES
+from edgefm.sim.step import BREAKDOWN_COMPONENTS
 
-# Engine outputs over light services only, expanded to every service.
-LIGHT_COLUMN_OUTPUTS = ("x_light", "parallelism")
+# Engine outputs over light services only (last axis), expanded to every service.
+LIGHT_COLUMN_OUTPUTS = ("x_light", "parallelism", "light_bounded", "light_violations")
 TASK_RECORDS = ("task_arrival", "task_finish", "task_type_index", "task_dropped")
 SWEEP_KINDS = ("controller", "placement", "channel", "workload")
 
@@ -42,10 +43,16 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         if row.name in out and row.name not in skip and row.dims[:2] == ("instance", "realisation"):
             arrays[row.name] = np.asarray(out[row.name])
     for name in LIGHT_COLUMN_OUTPUTS:
-        values = np.asarray(out[name])  # [I,R,T,V,Ml]
+        if name not in out:
+            continue
+        values = np.asarray(out[name])  # [..., Ml]
         full = np.zeros(values.shape[:-1] + (sc0.num_services,), values.dtype)
         full[..., light] = values
         arrays[name] = full
+    if "light_bounded" in arrays:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            arrays["violation_rate"] = np.where(
+                arrays["light_bounded"] > 0, arrays["light_violations"] / np.maximum(arrays["light_bounded"], 1), np.nan)
 
     def stack(get) -> np.ndarray:
         return np.stack([np.asarray(get(sc)) for sc in scenarios])
@@ -79,6 +86,8 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         "user": list(users),
         "resource": list(RESOURCES),
         "quantile": np.asarray(run.sizes.quantiles, float),
+        "outcome": ["ontime", "late"],
+        "component": list(BREAKDOWN_COMPONENTS),
     }
 
     if task_records:
@@ -123,15 +132,18 @@ def build_dataset(
     plugin_versions: Mapping[str, str],
     task_records: bool = False,
     extra_attrs: Mapping | None = None,
+    strategy: str = "",
 ) -> xr.Dataset:
     """The run dataset of an `EngineRun`.
 
     ``names`` maps each kind (placement, controller, channel, workload) to the component name;
-    ``plugin_versions`` maps ``<kind>.<name>`` to ``"<distribution> <version>"``.
+    ``plugin_versions`` maps ``<kind>.<name>`` to ``"<distribution> <version>"``; ``strategy``
+    names the (placement, controller) pair (default ``"<placement>+<controller>"``).
     """
     arrays, coords = engine_arrays(run, slot_ms=slot_ms, task_records=task_records)
+    strategy = strategy or strategy_name(names)
     extra = {
-        "strategy": f"{names['placement']} + {names['controller']}",
+        "strategy": strategy,
         "channel_model": names["channel"],
         "workload_model": names["workload"],
         "load": float(run.load),
@@ -140,9 +152,15 @@ def build_dataset(
         **(extra_attrs or {}),
     }
     attrs = standard_attrs(config_yaml, seed, plugin_versions, extra)
-    sweep = {kind: str(names[kind]) for kind in SWEEP_KINDS}
+    sweep = {"strategy": strategy}
+    sweep.update({kind: str(names[kind]) for kind in SWEEP_KINDS})
     sweep.update(load=float(run.load), seed=int(seed))
     return to_dataset(arrays, coords, attrs, sweep)
+
+
+def strategy_name(names: Mapping[str, str]) -> str:
+    """The default strategy label of a (placement, controller) pair: ``"<placement>+<controller>"``."""
+    return f"{names['placement']}+{names['controller']}"
 
 
 def merge_plugin_datasets(ds: xr.Dataset, additions: Iterable[xr.Dataset | None], hook: str = "edgefm_dataset_finalize") -> xr.Dataset:
@@ -184,7 +202,7 @@ def merge_plugin_datasets(ds: xr.Dataset, additions: Iterable[xr.Dataset | None]
     return ds
 
 
-def summarise_run(run, names: Mapping[str, str]) -> dict[str, Any]:
+def summarise_run(run, names: Mapping[str, str], strategy: str = "") -> dict[str, Any]:
     """Headline metrics as plain Python scalars (the table printed at the end of a run)."""
     from scipy import stats
 
@@ -198,7 +216,9 @@ def summarise_run(run, names: Mapping[str, str]) -> dict[str, Any]:
         half = math.nan
     cost = {k: float(np.mean(out[f"cost_{k}"])) for k in ("core", "light", "total")}
     return {
-        "strategy": f"{names['placement']} + {names['controller']}",
+        "strategy": strategy or strategy_name(names),
+        "placement": names["placement"],
+        "controller": names["controller"],
         "samples": int(n),
         "ontime_rate_mean": mean,
         "ontime_rate_ci95_low": mean - half,
@@ -232,7 +252,8 @@ def print_summary(summary: Mapping[str, Any], file=None) -> None:
     half = (s["ontime_rate_ci95_high"] - s["ontime_rate_ci95_low"]) / 2
     ci = f" ± {half:.4f} (95 % t-interval, n = {s['samples']})" if math.isfinite(half) else f" (n = {s['samples']})"
     rows = [
-        ("strategy", s["strategy"]),
+        ("strategy", f"{s['strategy']} (placement {s['placement']}, controller {s['controller']})"
+         if "placement" in s else s["strategy"]),
         ("on-time rate", f"{s['ontime_rate_mean']:.4f}{ci}"),
         ("mean cost core / light / total", f"{s['cost_core_mean']:.1f} / {s['cost_light_mean']:.1f} / {s['cost_total_mean']:.1f}"),
         ("tasks arrived / dropped", f"{s['tasks_arrived']} / {s['tasks_dropped']}"),
@@ -251,5 +272,6 @@ __all__ = [
     "merge_plugin_datasets",
     "placement_attrs",
     "print_summary",
+    "strategy_name",
     "summarise_run",
 ]

@@ -6,7 +6,9 @@ call it directly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 import time
 import warnings
 from typing import Any
@@ -36,6 +38,8 @@ class SimSettings:
     max_core_ready: int = 0
     max_light_waiting: int = 0
     quantiles: tuple = (0.5, 0.9, 0.95, 0.99)
+    progress: bool = True
+    chunk_slots: int = 0
 
 
 def validate_sim(sim) -> None:
@@ -65,6 +69,8 @@ def validate_sim(sim) -> None:
         value = getattr(sim, name)
         if not (int(value) == value and value >= 0):
             raise ConfigError(f"sim.{name}", value, "an integer >= 0 (0 = sized automatically)")
+    if not (int(sim.chunk_slots) == sim.chunk_slots and sim.chunk_slots >= 0):
+        raise ConfigError("sim.chunk_slots", sim.chunk_slots, "an integer >= 0 (0 = automatic)")
     for q in sim.quantiles:
         if not 0 <= q <= 1:
             raise ConfigError("sim.quantiles", list(sim.quantiles), "numbers in [0, 1]")
@@ -91,8 +97,38 @@ class EngineRun:
     seconds: dict[str, float]
 
 
+# placements solved in this process: (placement class, options, slot, scenario fingerprint) -> result
+_PLACEMENTS: dict = {}
+
+
+def scenario_fingerprint(sc) -> str:
+    """A digest of every number and name of a scenario instance (not its provenance)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for field in dataclasses.fields(sc):
+        if field.name == "meta":
+            continue
+        value = getattr(sc, field.name)
+        digest.update(field.name.encode())
+        digest.update(np.ascontiguousarray(value).tobytes() if isinstance(value, np.ndarray) else repr(value).encode())
+    return digest.hexdigest()
+
+
 def solve_placements(scenarios, placement, slot_ms: float):
-    results = [placement.solve(sc, slot_ms=slot_ms) for sc in scenarios]
+    """Solve (or reuse, see `AbstractPlacementSolver.reusable`) the placement of every instance."""
+    reuse = bool(getattr(placement, "reusable", lambda: False)())
+    options = repr(getattr(placement, "config", None))
+    results = []
+    for sc in scenarios:
+        key = (type(placement), options, float(slot_ms), scenario_fingerprint(sc))
+        if not (reuse and key in _PLACEMENTS):
+            result = placement.solve(sc, slot_ms=slot_ms)
+            if not reuse:
+                results.append(result)
+                continue
+            _PLACEMENTS[key] = result
+        results.append(_PLACEMENTS[key])
     for sc, res in zip(scenarios, results):
         x = np.asarray(res.x_core)
         if x.shape != (sc.num_nodes, sc.num_services) or (x < 0).any() or (x[:, ~sc.service_is_core] != 0).any():
@@ -101,6 +137,25 @@ def solve_placements(scenarios, placement, slot_ms: float):
                 f"a [V,M] = [{sc.num_nodes},{sc.num_services}] non-negative integer array with zero light columns",
             )
     return [np.asarray(r.x_core, np.int64) for r in results], [dict(r.info) for r in results]
+
+
+@contextlib.contextmanager
+def _progress_bar(show: bool, what: str):
+    """A rich progress bar over the slots on stderr (compiling first), or None."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"compiling, then simulating {what}", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"simulating {what}")
+
+        yield update
 
 
 def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None, placement_info=None) -> EngineRun:
@@ -123,8 +178,12 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     )
     keys = realisation_keys(int(seed), len(scenarios), int(sim.realisations))
     t0 = time.perf_counter()
-    out = simulate(keys, arrays, params, sizes, components.channel, components.workload, components.controller)
-    out = jax.tree.map(np.asarray, jax.block_until_ready(out))
+    show = bool(sim.progress) and sys.stderr.isatty()
+    chunk = int(sim.chunk_slots) or (max(1, sizes.T // 20) if show else 0)
+    with _progress_bar(show, f"{len(scenarios)} x {int(sim.realisations)} realisations, {sizes.T} slots") as progress:
+        out = simulate(keys, arrays, params, sizes, components.channel, components.workload, components.controller,
+                       chunk_slots=chunk, progress=progress)
+        out = jax.tree.map(np.asarray, jax.block_until_ready(out))
     seconds["simulate"] = time.perf_counter() - t0
     overflow = int(np.sum(out["list_overflow"]))
     if overflow:

@@ -23,7 +23,7 @@ from edgefm.io import open_run, variable_table
 from edgefm.sim import rollout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SWEEP_DIMS = ("controller", "placement", "channel", "workload", "load", "seed")
+SWEEP_DIMS = ("strategy", "controller", "placement", "channel", "workload", "load", "seed")
 TASK_RECORDS = ("task_arrival", "task_finish", "task_type_index", "task_dropped")
 TIMEOUT_S = 300
 
@@ -70,8 +70,10 @@ def start(args: list[str], cwd: Path, site: Path | None = None) -> subprocess.Po
 
 
 def data_of(ds: xr.Dataset) -> xr.Dataset:
-    """The data variables and coordinates, without the swept controller label and the attributes."""
-    out = ds.drop_vars("controller").squeeze("controller", drop=True) if "controller" in ds.dims else ds
+    """The data variables and coordinates, without the strategy and controller labels and the attributes."""
+    out = ds
+    for label in ("strategy", "controller"):
+        out = out.squeeze(label, drop=True) if label in out.dims else out
     out = out.copy()
     out.attrs = {}
     return out
@@ -104,7 +106,7 @@ def test_smoke_run_exits_0_prints_the_summary_and_writes_the_dataset(runs):
     a = results["A"]
     assert a.returncode == 0, a.stderr
     path = root / "A" / "results.nc"
-    for text in ("least_loaded + lbrr", "on-time rate", "95 % t-interval", "mean cost core / light / total",
+    for text in ("least_loaded+lbrr (placement least_loaded, controller lbrr)", "on-time rate", "95 % t-interval", "mean cost core / light / total",
                  "list_overflow", "compile + run", str(path)):
         assert text in a.stdout, text
     assert path.is_file()
@@ -142,7 +144,7 @@ def test_dataset_has_the_variables_dims_and_attributes(runs):
     attrs = ds.attrs
     config = yaml.safe_load(attrs["config"])
     assert config["seed"] == 3 and config["controller"]["name"] == "lbrr" and config["scenario"]["name"] == "small"
-    assert attrs["seed"] == 3 and attrs["strategy"] == "least_loaded + lbrr"
+    assert attrs["seed"] == 3 and attrs["strategy"] == "least_loaded+lbrr"
     assert "controller.lbrr=edgefm" in attrs["plugins"] and "placement.least_loaded=edgefm" in attrs["plugins"]
     assert attrs["solver_status"] == "heuristic" and attrs["channel_model"] == "nakagami"
     assert attrs["jax_device"].startswith("cpu") and attrs["seconds_simulate"] > 0

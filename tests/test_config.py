@@ -24,7 +24,7 @@ from edgefm.runner import SimSettings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 COMPONENT_GROUPS = KINDS  # placement, controller, channel, workload
-GLOBAL_GROUPS = ("experiment", "sweep", "debug")  # `# @package _global_` deltas
+GLOBAL_GROUPS = ("strategy", "variant", "experiment", "sweep", "debug")  # `# @package _global_` deltas
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,11 @@ def test_the_repository_conf_is_the_default_config_dir(monkeypatch, tmp_path):
 
 def test_every_group_has_its_options():
     groups = sorted(p.name for p in CONF.iterdir() if p.is_dir())
-    assert groups == sorted(["scenario", *COMPONENT_GROUPS, "sim", "output", *GLOBAL_GROUPS])
+    assert groups == sorted(["scenario", *COMPONENT_GROUPS, "sim", "output", *GLOBAL_GROUPS, "hydra"])
+    assert options("strategy") == ["ga", "lbrr", "propavg", "proposed"]
+    assert options("experiment") == ["baseline", "fig3_strategies", "fig4_load", "sensitivity", "v_tradeoff"]
+    assert sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml")) == [
+        "joblib_jax", "ray_cluster", "slurm"]
     assert options("scenario") == ["paper", "small"]
     assert options("channel") == ["nakagami", "off", "rayleigh"]
     assert options("workload") == ["mmpp", "poisson"]
@@ -101,8 +105,10 @@ def test_every_builtin_plugin_has_a_documented_yaml(registry):
 
 @pytest.mark.parametrize("group", GLOBAL_GROUPS)
 def test_every_global_delta_composes(registry, group):
+    # variants change options of milp and of the Lyapunov controllers: compose them with those
+    extra = ["strategy=proposed"] if group == "variant" else []
     for option in options(group):
-        cfg = compose_with([f"{group}={option}"], hydra=True)
+        cfg = compose_with([*extra, f"{group}={option}"], hydra=True)
         assert OmegaConf.get_type(cfg) is EdgefmConfig
         if group == "sweep":
             assert len(cfg.hydra.sweeper.params) >= 1

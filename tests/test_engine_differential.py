@@ -110,3 +110,19 @@ def test_costs(compared):
                                    rtol=1e-12, atol=1e-9, err_msg=f"r={r}")
         for k, want in (("cost_light", ref.cost_light), ("cost_core", ref.cost_core), ("cost_total", ref.cost_total)):
             assert float(engine_value(case, k, r)) == pytest.approx(want, rel=1e-12, abs=1e-9), f"{k}, r={r}"
+
+
+def test_latency_breakdown(compared):
+    """SEMANTICS §11: the engine's per-outcome mean critical-path parts equal the reference's,
+    computed task by task (both core dispatch rules; lbrr states no bounds)."""
+    case, refs = compared
+    deadline = case.scenarios[0].deadline
+    for r, ref in enumerate(refs):
+        fin, arr = np.asarray(ref.task_finish), np.asarray(ref.task_arrival)
+        done = ~np.isnan(fin)
+        ontime = done & (fin - arr <= deadline[np.asarray(ref.task_type)])
+        for row, mask in ((0, ontime), (1, done & ~ontime)):
+            want = ref.task_breakdown[mask].mean(0) if mask.any() else np.full(ref.task_breakdown.shape[1], np.nan)
+            np.testing.assert_allclose(engine_value(case, "latency_breakdown", r)[row], want,
+                                       atol=FINISH_TOL_MS, rtol=0, err_msg=f"r={r}, row={row}")
+        assert not ref.light_bounded.any() and not engine_value(case, "light_bounded", r).any()

@@ -14,6 +14,7 @@ from edgefm.interfaces import AbstractController, AbstractWorkloadGenerator
 from edgefm.scenario import Scenario
 from edgefm.sim import TRACE_COUNTER
 from edgefm.sim import rollout
+from edgefm.sim.step import BREAKDOWN_COMPONENTS
 from edgefm.sim.types import Action, ranks_in_list_order
 from edgefm_baselines import LBRRController
 from edgefm_channels import OffChannel
@@ -103,6 +104,49 @@ def test_conservation_of_tasks(case):
         np.testing.assert_array_equal(parts, by_type)
         total_arrived += n
     assert total_arrived > 0
+
+
+def test_latency_breakdown_sums_to_the_latencies(case):
+    """SEMANTICS §11: the critical-path parts of every finished task sum to its latency, so the
+    per-outcome means times the counts give the summed latencies of the task records."""
+    sc = case.scenarios[0]
+    checked = 0
+    for r, o in per_realisation(case):
+        n = int(o["num_tasks"])
+        ty, arr, fin = o["task_type"][:n], o["task_arrival"][:n], o["task_finish"][:n]
+        done = ~np.isnan(fin)
+        latency = fin - arr
+        ontime = done & (latency <= sc.deadline[ty])
+        late = done & ~ontime
+        for row, mask in ((0, ontime), (1, late)):
+            parts = o["latency_breakdown"][row]
+            if not mask.any():
+                assert np.all(np.isnan(parts))
+                continue
+            assert np.all(parts >= -1e-9), f"r={r}: {parts}"
+            assert parts.sum() * mask.sum() == pytest.approx(latency[mask].sum(), rel=1e-9), f"r={r} row={row}"
+            checked += 1
+        np.testing.assert_array_equal(o["light_bounded"], 0)  # lbrr / the test controller state no bound
+        q = np.quantile(latency[done], case.sizes.quantiles) if done.any() else np.nan
+        np.testing.assert_allclose(o["latency_quantile_all"], q, rtol=1e-12)
+    assert checked > 0
+
+
+def test_the_horizon_in_pieces_gives_the_same_results(engine):
+    """`simulate(chunk_slots=...)` (the progress-bar path) carries the state between pieces (the
+    engine's and lbrr's round-robin pointers): every output is identical to one piece."""
+    from edgefm.sim.rollout import chunk_length, simulate
+
+    case = engine("small", rule="earliest_start")
+    seen = []
+    out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller,
+                   chunk_slots=7, progress=lambda done, total: seen.append((done, total)))
+    chunk = chunk_length(case.sizes.T, 7)
+    assert 1 < chunk <= 7 and case.sizes.T % chunk == 0
+    assert seen == [(t, case.sizes.T) for t in range(chunk, case.sizes.T + 1, chunk)]
+    assert out.keys() == case.out.keys()
+    for name in case.out:
+        np.testing.assert_array_equal(np.asarray(out[name]), case.out[name], err_msg=name)
 
 
 def test_eq8_capacity_in_every_slot(case):
@@ -305,6 +349,18 @@ def test_tiny_scenario_by_hand(tiny):
             assert o["task_finish"][0] == pytest.approx(f2, abs=1e-9), f"r={r}"
             ontime = f2 - 0.0 <= D
             assert (int(o["tasks_ontime"]), int(o["tasks_late"])) == (int(ontime), int(not ontime))
+            # SEMANTICS §11, by hand: no uplink (channel off); each stage starts as soon as it is
+            # at its instance with its input (no queue); the dispatch waits are boundary alignment
+            r1, r2 = f0 + XFER_S0_2_TO_1, f1 + XFER_S1_1_TO_2
+            s1, s2 = max(t1 * dt, r1), max(t2 * dt, r2)
+            expected = dict(
+                uplink=0.0, network=FWD_0_TO_2 + XFER_S0_2_TO_1 + XFER_S1_1_TO_2,
+                core_dispatch_wait=s1 - r1, core_queue=0.0, core_service=WORK[1] / CORE_RATE,
+                light_dispatch_wait=s2 - r2, light_queue=0.0, light_service=(f0 - FWD_0_TO_2) + (f2 - s2),
+            )
+            row = o["latency_breakdown"][0 if ontime else 1]
+            np.testing.assert_allclose(row, [expected[c] for c in BREAKDOWN_COMPONENTS], atol=1e-9, err_msg=f"r={r}")
+            assert np.all(np.isnan(o["latency_breakdown"][1 if ontime else 0]))
         else:
             assert np.isnan(o["task_finish"][0]) and int(o["tasks_unfinished"]) == 1
         assert int(o["num_tasks"]) == int(o["tasks_arrived"]) == 1 and int(o["tasks_dropped"]) == 0

@@ -199,11 +199,13 @@ def test_phi_by_hand():
 
     # the whole dispatch: engine flat indices (v*Ml + m)*X + k, ranks, y = max final occupancy;
     # service 1 has no instance: its stage is deferred and charged pi*H*c = 2*1*(2*40 + 1)
-    phi_all, assign, ranks, y = dispatch(tabs, g, obs, arrays, in_x, 3, 2.0)
+    phi_all, assign, ranks, y, bound = dispatch(tabs, g, obs, arrays, in_x, 3, 2.0)
     np.testing.assert_allclose(np.asarray(phi_all), [HAND_PHI0, 2 * 81.0], atol=1e-12)
     np.testing.assert_array_equal(np.asarray(assign), [4, -1, 4, -1, 1, 4, -1])
     np.testing.assert_array_equal(np.asarray(ranks)[np.asarray(assign) >= 0], [0, 1, 0, 2])
     np.testing.assert_array_equal(np.asarray(y), [[3, 0], [3, 0]])
+    # the stated bound of a placed stage is g at its instance's final occupancy (3 on both): g(3) = 3
+    np.testing.assert_array_equal(np.asarray(bound), [3.0, np.nan, 3.0, np.nan, 3.0, 3.0, np.nan])
 
 
 def test_phi_tolerance_and_stage_cap():

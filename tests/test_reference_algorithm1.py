@@ -335,10 +335,9 @@ def single_additions(obs, members):
     return out
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_greedy_first_step_is_brute_force_argmin(seed):
-    obs, H, kind = random_obs(np.random.default_rng(seed))
-    params = Algorithm1Params(kind=kind, max_steps=1)
+def first_step_deltas(obs, params, H):
+    """(busy, Φ(busy), [(ΔΦ, m, v, k)] for every single feasible addition): the brute force of a
+    greedy step."""
     busy = obs.occupancy > 0
     phi0, _ = evaluate(obs, params, H, busy)
     deltas = []
@@ -346,6 +345,14 @@ def test_greedy_first_step_is_brute_force_argmin(seed):
         mask = busy.copy()
         mask[v, m, k] = True
         deltas.append((evaluate(obs, params, H, mask)[0] - phi0, m, v, k))
+    return busy, phi0, deltas
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_greedy_first_step_is_brute_force_argmin(seed):
+    obs, H, kind = random_obs(np.random.default_rng(seed))
+    params = Algorithm1Params(kind=kind, max_steps=1)
+    busy, phi0, deltas = first_step_deltas(obs, params, H)
     decision, info = algorithm1(obs, params, H)
     tol = 1e-9 * (1 + abs(phi0))
     if not deltas or min(d for d, *_ in deltas) >= -tol:

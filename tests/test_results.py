@@ -60,7 +60,7 @@ def dataset(run, **kw) -> xr.Dataset:
 
 def test_light_columns_are_expanded_to_every_service_and_scenario_parameters_stacked():
     run = fake_run()
-    ds = dataset(run).squeeze(["controller", "placement", "channel", "workload", "load", "seed"], drop=True)
+    ds = dataset(run).squeeze(["strategy", "controller", "placement", "channel", "workload", "load", "seed"], drop=True)
     sc = run.scenarios[0]
     light = sc.light_services
 
@@ -79,20 +79,20 @@ def test_light_columns_are_expanded_to_every_service_and_scenario_parameters_sta
 def test_sweep_dims_and_attributes():
     ds = dataset(fake_run(load=1.5))
 
-    assert {d: ds[d].item() for d in ("controller", "placement", "channel", "workload", "load", "seed")} == {
-        **NAMES, "load": 1.5, "seed": 4,
-    }
-    assert all(ds[v].dims[:6] == ("controller", "placement", "channel", "workload", "load", "seed") for v in ds.data_vars)
+    dims = ("strategy", "controller", "placement", "channel", "workload", "load", "seed")
+    assert {d: ds[d].item() for d in dims} == {"strategy": "least_loaded+lbrr", **NAMES, "load": 1.5, "seed": 4}
+    assert all(ds[v].dims[:7] == dims for v in ds.data_vars)
+    assert dataset(fake_run(), strategy="proposed")["strategy"].item() == "proposed"
     assert ds.attrs["solver_status"] == "optimal" and ds.attrs["solver_gap"] == 0.01
     np.testing.assert_array_equal(ds.attrs["placement_demand"], [0, 1, 1, 0])
     assert "placement_note" not in ds.attrs
-    assert ds.attrs["strategy"] == "least_loaded + lbrr" and ds.attrs["channel_model"] == "off"
+    assert ds.attrs["strategy"] == "least_loaded+lbrr" and ds.attrs["channel_model"] == "off"
     assert ds.attrs["seconds_simulate"] == 2.0 and ds.attrs["seed"] == 4
 
 
 def test_task_records_are_trimmed_to_the_longest_realisation_and_padded():
     run = fake_run()
-    ds = dataset(run, task_records=True).squeeze(["controller", "placement", "channel", "workload", "load", "seed"])
+    ds = dataset(run, task_records=True).squeeze(["strategy", "controller", "placement", "channel", "workload", "load", "seed"])
 
     assert ds.sizes["task"] == 5
     valid = np.arange(5)[None, None, :] < run.outputs["num_tasks"][:, :, None]

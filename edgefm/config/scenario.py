@@ -160,6 +160,9 @@ class ScenarioSpec:
 
     name: str = ""
     instances: int = 1
+    # null: every sampled instance is kept; a fraction in [0, 1): only instances whose core demand
+    # fits the network with that share of every node left free are kept (the others are skipped)
+    hostable_reserve: Optional[float] = None
     propagation_speed: float = float("inf")  # length units per ms; inf = no propagation delay
     node_kinds: NodeKindsSpec = field(default_factory=NodeKindsSpec)
     nodes: Dict[str, str] = field(default_factory=dict)  # node name -> "ED" | "ES", in index order

@@ -41,6 +41,8 @@ class SimConfig:
     max_core_ready: int = 0  # ready core stages handled per slot; 0 = sized automatically
     max_light_waiting: int = 0  # waiting light stages handled per slot; 0 = sized automatically
     quantiles: List[float] = field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99])  # latency quantile levels
+    progress: bool = True  # a progress bar over the horizon when stderr is a terminal
+    chunk_slots: int = 0  # run the horizon in pieces of at most this many slots (0: ~20 pieces with the bar, else 1)
 
 
 @dataclass
@@ -50,6 +52,8 @@ class OutputConfig:
     filename: str = "results.nc"  # dataset file name inside the run folder
     task_records: bool = False  # also store per-task arrays (arrival, finish, type, dropped)
     print_summary: bool = True  # print the summary table at the end of the run
+    skip_existing: bool = True  # a job whose complete dataset (same resolved config) is already in its folder is not run again
+    merge: bool = True  # at the end of a multirun, merge the job datasets into <sweep dir>/sweep.nc
 
 
 @dataclass
@@ -58,6 +62,7 @@ class EdgefmConfig:
 
     seed: int = 0  # scenario sampling and every random stream of the engine
     task: str = "edgefm"  # names the output folder: outputs/<task>/runs/<timestamp>
+    strategy: str = ""  # the strategy's name (set by the strategy group); "" = "<placement>+<controller>"
     scenario: ScenarioSpec = field(default_factory=ScenarioSpec)
     placement: Any = MISSING  # placement solver (tier 1), with `name` = the plugin name
     controller: Any = MISSING  # controller (tier 2)

@@ -38,6 +38,8 @@ DIMS: dict[str, str] = {
     "resource": "resource type (cpu, ram, gpu, vram)",
     "quantile": "latency quantile level",
     "task": "task id, in arrival order (per-task records, with output.task_records)",
+    "outcome": "finished task outcome: ontime or late",
+    "component": "part of a task's critical path (docs/SEMANTICS.md §11)",
 }
 
 _CORE_OWNER = "edgefm core"
@@ -107,6 +109,10 @@ def _rows() -> list[Variable]:
         V("resource", ("resource",), "", "resource type: cpu, ram, gpu or vram", _STR, "coord"),
         V("quantile", ("quantile",), "1", "quantile level in [0, 1]", "float64", "coord"),
         V("task", ("task",), "1", "task id in arrival order", "int64", "coord"),
+        V("outcome", ("outcome",), "", "finished task outcome: ontime or late", _STR, "coord"),
+        V("component", ("component",), "",
+          "part of a task's critical path: uplink, network, core/light dispatch wait, queue, service",
+          _STR, "coord"),
         # ---- per (instance, realisation) -----------------------------------------------------
         V("tasks_arrived", (I, R), tasks, "tasks that arrived", "int64"),
         V("tasks_ontime", (I, R), tasks, "tasks finished by their deadline", "int64"),
@@ -130,6 +136,20 @@ def _rows() -> list[Variable]:
         V("latency_mean", (I, R, N), ms, "mean latency of finished tasks (nan if none)", "float64"),
         V("latency_quantile", (I, R, N, "quantile"), ms,
           "latency quantile of finished tasks (nan if none)", "float64"),
+        V("latency_quantile_all", (I, R, "quantile"), ms,
+          "latency quantile over all finished tasks (nan if none)", "float64"),
+        V("latency_breakdown", (I, R, "outcome", "component"), ms,
+          "mean time per finished task (on time or late) spent in each part of its critical path; "
+          "the parts sum to the latency (docs/SEMANTICS.md §11; nan if no such task)", "float64"),
+        # ---- light stages against the delay bound the controller stated (SEMANTICS §11) --------
+        V("light_bounded", (I, R, "service"), "stages",
+          "light stages with a delay bound from the controller, finished or known late (0 for core)",
+          "int64"),
+        V("light_violations", (I, R, "service"), "stages",
+          "light stages whose measured delay exceeded the bound the controller stated", "int64"),
+        V("violation_rate", (I, R, "service"), "1",
+          "light_violations / light_bounded (nan where no stage has a bound: core services, lbrr, ga)",
+          "float64"),
         # ---- per (instance, realisation, slot) -----------------------------------------------
         V("cost_light_slot", (I, R, "slot"), price, "cost of light instances in the slot", "float64"),
         V("tasks_in_flight", (I, R, "slot"), tasks, "tasks in flight at the end of the slot", "int64"),

@@ -7,13 +7,14 @@ from edgefm.reference.algorithm1 import (
     delay_table,
     evaluate,
     evaluate_service,
+    instance_drains,
     make_controller,
     virtual_queue,
 )
 from edgefm.reference.controllers import CONTROLLERS, LightDecision, LightObservation, WaitingStage, lbrr
 from edgefm.reference.network import shortest_path_delays
 from edgefm.reference.placement import least_loaded_placement
-from edgefm.reference.simulator import ReferenceResult, simulate_reference
+from edgefm.reference.simulator import BREAKDOWN_COMPONENTS, ReferenceResult, simulate_reference
 
 # Algorithm 1 (SEMANTICS.md §9) with its default options; registered here rather than in
 # controllers.py because algorithm1 imports controllers.
@@ -21,6 +22,7 @@ CONTROLLERS["proposed"] = make_controller("ec")
 CONTROLLERS["propavg"] = make_controller("avg")
 
 __all__ = [
+    "BREAKDOWN_COMPONENTS",
     "CONTROLLERS",
     "Algorithm1Params",
     "LightDecision",
@@ -32,6 +34,7 @@ __all__ = [
     "delay_table",
     "evaluate",
     "evaluate_service",
+    "instance_drains",
     "lbrr",
     "least_loaded_placement",
     "make_controller",

@@ -6,6 +6,7 @@ plugin, so that a differential test between the two implementations means someth
 
 - `delay_table`: g(y), y = 0 … y_max, from the effective capacity (MODEL §7.1–7.2) or the mean;
 - `virtual_queue`: H_j(t) by the recursion of §9 (MODEL §7.3);
+- `instance_drains`: the predicted drain time of every light instance (option `instance_ready`);
 - `evaluate_service` / `evaluate`: Φ_m(X_m) and Φ(X) of §9;
 - `algorithm1`: the greedy of §9 at one boundary; `make_controller`: the controller callable of
   `edgefm.reference.simulate_reference`.
@@ -159,10 +160,18 @@ class Algorithm1Params:
     max_steps: int = 1000  # cap on the instances the greedy adds at one boundary
     max_stages_per_service: int = 64  # L: waiting stages of a service considered at one boundary
     kind: str = "ec"  # "ec" (proposed, g^EC) or "avg" (propavg, g^avg)
+    # MODEL's "instance-ready − t" term: 0 leaves it out, 1 uses each instance's predicted drain time
+    # (SEMANTICS §9; needs ``LightObservation.fifo`` or ``.drain``)
+    instance_ready: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError("kind", self.kind, f"one of {KINDS}")
+        ready = self.instance_ready
+        numeric = isinstance(ready, (int, float, np.integer, np.floating)) and not isinstance(ready, bool)
+        if not numeric or ready not in (0, 1):
+            raise ConfigError("controller.instance_ready", ready, "0 or 1 (leave the instance-ready term out, or use "
+                              "each instance's predicted drain time)")
         if not self.V >= 0.0:
             raise ConfigError("V", self.V, "a number >= 0")
         if not 0.0 < self.epsilon < 1.0:
@@ -204,6 +213,57 @@ def service_delay_tables(obs: LightObservation, params: Algorithm1Params) -> dic
     }
 
 
+def instance_drains(obs: LightObservation) -> np.ndarray:
+    """[V,M,X] ms: the predicted drain time of every light instance at boundary t (SEMANTICS §9,
+    option ``instance_ready``); tΔt for core services and for an instance without jobs.
+
+    From ``obs.fifo``: walk the instance's jobs in FIFO order at the mean rate E f = kβ of its
+    service from cursor = tΔt: cursor = max(cursor, data_ready_job) + remaining_job / E f; the drain
+    time is the final cursor. The FIFO of each light instance must hold ``obs.occupancy`` jobs.
+    Without ``obs.fifo``, ``obs.drain`` (precomputed, [V,M,X]) is used for the busy instances; with
+    neither, no light instance may be busy."""
+    sc = obs.scenario
+    num_nodes, num_slots = sc.num_nodes, obs.max_light_instances
+    now = obs.t * obs.slot_ms
+    shape = (num_nodes, sc.num_services, num_slots)
+    drain = np.full(shape, now, dtype=float)
+    occupancy = np.asarray(obs.occupancy)
+    light_ids = [int(m) for m in sc.light_services]
+    if obs.fifo is not None:
+        for (v, m, k), jobs in obs.fifo.items():
+            if int(m) not in light_ids:
+                if len(jobs):
+                    raise ConfigError(f"obs.fifo[{(v, m, k)}]", len(jobs), "no job on a core service")
+                continue
+            if len(jobs) != int(occupancy[v, m, k]):
+                raise ConfigError(f"obs.fifo[{(v, m, k)}]", f"{len(jobs)} jobs",
+                                  f"as many jobs as obs.occupancy[{v}, {m}, {k}] = {int(occupancy[v, m, k])}")
+            mean_rate = float(sc.light_shape[m]) * float(sc.light_scale[m])  # E f = kβ
+            cursor = now
+            for remaining, ready in jobs:
+                cursor = max(cursor, float(ready)) + float(remaining) / mean_rate
+            drain[v, m, k] = cursor
+        missing = [
+            (v, m, k) for v in range(num_nodes) for m in light_ids for k in range(num_slots)
+            if occupancy[v, m, k] > 0 and (v, m, k) not in obs.fifo
+        ]
+        if missing:
+            raise ConfigError("obs.fifo", f"no entry for the busy instance {missing[0]}",
+                              "the FIFO of every busy instance")
+        return drain
+    if obs.drain is not None:
+        given = np.asarray(obs.drain, dtype=float)
+        if given.shape != shape:
+            raise ConfigError("obs.drain.shape", given.shape, f"{shape}")
+        busy = occupancy > 0
+        drain[busy] = given[busy]  # an instance without jobs drains at tΔt (§9)
+        return drain
+    if np.any(occupancy[:, light_ids, :] > 0):
+        raise ConfigError("obs.fifo", None, "the FIFO contents (or obs.drain) of the busy light instances: "
+                          "Algorithm 1 with controller.instance_ready = 1 needs their drain times")
+    return drain
+
+
 def _weight(obs: LightObservation, params: Algorithm1Params, H: Mapping[int, float], w_idx: int) -> float:
     """w_s = π·H_{j(s)} of waiting stage ``w_idx``."""
     task = obs.waiting[w_idx].task
@@ -233,6 +293,7 @@ def evaluate_service(
     m: int,
     instances: Iterable[tuple[int, int]],
     g: list[float] | None = None,
+    drain: np.ndarray | None = None,
 ) -> ServiceEvaluation:
     """Φ_m(X_m) for the instances ``instances`` = [(v, k)] of light service ``m`` (SEMANTICS §9).
 
@@ -241,7 +302,11 @@ def evaluate_service(
     placed one at a time on the candidate of least score max(0, data_ready − tΔt) + g(o + 1) (ties
     within 1e-9: lowest o, then lowest v·X + k) if that score is < c_s = 2·D_n + Δt, else deferred;
     placed stages are re-scored with the final occupancy of their instance. ``g`` defaults to the
-    table of ``params.kind``."""
+    table of ``params.kind``.
+
+    With ``params.instance_ready = 1`` the term max(0, data_ready − tΔt) becomes
+    max(data_ready − tΔt, drain_i − tΔt), in the score and in the re-score, with drain_i the
+    instance's predicted drain time: ``drain`` [V,M,X] ms, by default `instance_drains` of ``obs``."""
     if g is None:
         g = service_delay_tables(obs, params)[m]
     num_slots = obs.max_light_instances
@@ -249,6 +314,17 @@ def evaluate_service(
     members = sorted(set(instances), key=lambda vk: vk[0] * num_slots + vk[1])
     occupancy = {(v, k): int(obs.occupancy[v, m, k]) for v, k in members}
     stages = [i for i, w in enumerate(obs.waiting) if w.service == m][: params.max_stages_per_service]
+    # instance_ready = 1: drain_i − tΔt of each instance (0 for one without jobs, e.g. an added one)
+    ready_term = None
+    if params.instance_ready:
+        if drain is None:
+            drain = instance_drains(obs)
+        ready_term = {(v, k): float(drain[v, m, k]) - now for v, k in members}
+
+    def wait(w_idx: int, v: int, k: int) -> float:
+        """max(0, data_ready − tΔt), or max(data_ready − tΔt, drain_i − tΔt) with instance_ready = 1."""
+        late = float(obs.waiting[w_idx].data_ready[v]) - now
+        return max(0.0, late) if ready_term is None else max(late, ready_term[(v, k)])
 
     placed: list[tuple[int, int, int]] = []
     deferred: list[int] = []
@@ -260,7 +336,7 @@ def evaluate_service(
             o = occupancy[(v, k)]
             if o >= obs.y_max:
                 continue
-            score = max(0.0, float(stage.data_ready[v]) - now) + g[o + 1]
+            score = wait(w_idx, v, k) + g[o + 1]
             scores.append((score, v, k))
         if not scores:
             deferred.append(w_idx)
@@ -279,7 +355,7 @@ def evaluate_service(
     phi = params.V * cost
     rescored = []
     for w_idx, v, k in placed:
-        d_hat = max(0.0, float(obs.waiting[w_idx].data_ready[v]) - now) + g[occupancy[(v, k)]]
+        d_hat = wait(w_idx, v, k) + g[occupancy[(v, k)]]
         rescored.append((w_idx, v, k, d_hat))
         phi += _weight(obs, params, H, w_idx) * d_hat
     for w_idx in deferred:
@@ -298,11 +374,12 @@ def evaluate(
     """Φ(X) = Σ_m Φ_m(X_m) over the light services, X given as a [V,M,X] bool mask (SEMANTICS §9)."""
     sc = obs.scenario
     tables = service_delay_tables(obs, params)
+    drain = instance_drains(obs) if params.instance_ready else None
     per_service = {}
     for m in sc.light_services:
         m = int(m)
         per_service[m] = evaluate_service(
-            obs, params, H, m, _members(members, sc.num_nodes, m, obs.max_light_instances), tables[m]
+            obs, params, H, m, _members(members, sc.num_nodes, m, obs.max_light_instances), tables[m], drain
         )
     return sum(ev.phi for ev in per_service.values()), per_service
 
@@ -320,7 +397,9 @@ def algorithm1(
     lowest (m, v) among those within tol of the best Δ is added in the lowest free slot k; at most
     ``params.max_steps`` times. Returns the decision of §9 step 4 and ``info`` with ``objective``
     (Φ of the final X, V·C_light included), ``steps``, ``phi`` (Φ_m per light service),
-    ``cost_light`` (Σ C_m), ``placed`` and ``deferred`` (stage counts)."""
+    ``cost_light`` (Σ C_m), ``placed`` and ``deferred`` (stage counts). The decision states, for
+    each assigned stage, the delay bound g(o_final) of §11 (``LightDecision.bounds``), also with
+    ``params.instance_ready = 1`` (the drain term is not part of the bound)."""
     sc = obs.scenario
     num_nodes, num_services, num_slots = sc.num_nodes, sc.num_services, obs.max_light_instances
     expected = (num_nodes, num_services, num_slots)
@@ -329,10 +408,11 @@ def algorithm1(
     light_ids = [int(m) for m in sc.light_services]
     tables = service_delay_tables(obs, params)
     waiting_services = {w.service for w in obs.waiting}
+    drain = instance_drains(obs) if params.instance_ready else None  # FIFOs before this boundary's assignments
 
     members = np.asarray(obs.occupancy) > 0  # step 2: the busy light instances
     evaluations = {
-        m: evaluate_service(obs, params, H, m, _members(members, num_nodes, m, num_slots), tables[m])
+        m: evaluate_service(obs, params, H, m, _members(members, num_nodes, m, num_slots), tables[m], drain)
         for m in light_ids
     }
 
@@ -350,7 +430,7 @@ def algorithm1(
                 if not free or not fits(used[v], sc.resource[m], sc.capacity[v]):
                     continue
                 k = free[0]
-                ev = evaluate_service(obs, params, H, m, current + [(v, k)], tables[m])
+                ev = evaluate_service(obs, params, H, m, current + [(v, k)], tables[m], drain)
                 candidates.append((ev.phi - evaluations[m].phi, m, v, k, ev))
         if not candidates:
             break
@@ -363,8 +443,15 @@ def algorithm1(
         evaluations[m] = ev
         steps += 1
 
-    # step 4: deploy X, dispatch as evaluated, y = the largest final occupancy per (v, m)
-    assignment = sorted((w_idx, v, k) for m in light_ids for w_idx, v, k, _ in evaluations[m].placed)
+    # step 4: deploy X, dispatch as evaluated, y = the largest final occupancy per (v, m); each
+    # stage states the bound b_s = g(o_final), the g term of its re-scored d̂_s (§11)
+    placed = sorted(
+        (w_idx, v, k, tables[m][evaluations[m].occupancy[(v, k)]])
+        for m in light_ids
+        for w_idx, v, k, _ in evaluations[m].placed
+    )
+    assignment = [(w_idx, v, k) for w_idx, v, k, _ in placed]
+    bounds = [bound for *_, bound in placed]
     parallelism = np.zeros((num_nodes, num_services), dtype=int)
     for m in light_ids:
         for (v, _), o in evaluations[m].occupancy.items():
@@ -377,7 +464,8 @@ def algorithm1(
         "placed": len(assignment),
         "deferred": sum(len(evaluations[m].deferred) for m in light_ids),
     }
-    return LightDecision(alive=members, assignment=assignment, parallelism=parallelism), info
+    decision = LightDecision(alive=members, assignment=assignment, parallelism=parallelism, bounds=bounds)
+    return decision, info
 
 
 def make_controller(kind: str = "ec", *, log: list | None = None, **params: Any) -> Controller:

@@ -41,6 +41,14 @@ class LightObservation:
     alive_prev: np.ndarray  # [V,M,X] bool: instances that existed during slot t-1
     y_max: int
     max_light_instances: int
+    # the FIFO of every light instance (v, m, k) at this boundary, before this boundary's assignments:
+    # its jobs in order as (remaining work MB, data-ready time on node v ms); jobs done at this
+    # boundary are not in it (as for ``occupancy``); an instance missing from the dict has no job.
+    # Needed by Algorithm 1 with ``instance_ready = 1`` (SEMANTICS.md §9: the drain time); None: not given
+    fifo: dict | None = None
+    # [V,M,X] ms, an alternative to ``fifo``: the predicted drain time of each light instance (§9),
+    # precomputed (e.g. the engine's observation); used only when ``fifo`` is None
+    drain: np.ndarray | None = None
 
 
 @dataclass
@@ -52,6 +60,9 @@ class LightDecision:
     assignment: list = field(default_factory=list)
     # [V,M] int: parallelism y of the instances of (v, m); None means y_max everywhere
     parallelism: np.ndarray | None = None
+    # one delay bound b_s (ms) per entry of ``assignment``, the bound the controller counted on for
+    # that stage (SEMANTICS.md §11); None, or nan in an entry, states none
+    bounds: list | None = None
 
 
 def resource_usage(scenario, x_core: np.ndarray, light_exists: np.ndarray) -> np.ndarray:
@@ -67,7 +78,7 @@ def resource_usage(scenario, x_core: np.ndarray, light_exists: np.ndarray) -> np
 
 
 def lbrr(obs: LightObservation, state):
-    """SEMANTICS.md §6: least-loaded scaling, round-robin routing."""
+    """SEMANTICS.md §6: least-loaded scaling, round-robin routing (states no delay bounds, §11)."""
     scenario = obs.scenario
     num_nodes = scenario.num_nodes
     num_slots = obs.max_light_instances

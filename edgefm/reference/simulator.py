@@ -17,6 +17,19 @@ from edgefm.reference.network import forwarding_delays, transfer_delays
 
 CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
 
+# the components of a task's latency along its critical path (SEMANTICS.md §11), in this order
+BREAKDOWN_COMPONENTS = (
+    "uplink",
+    "network",
+    "core_dispatch_wait",
+    "core_queue",
+    "core_service",
+    "light_dispatch_wait",
+    "light_queue",
+    "light_service",
+)
+BOUND_TOL = 1e-9  # §11: a stage violates its bound iff its delay exceeds b_s + 1e-9 (ms)
+
 
 @dataclass
 class ReferenceResult:
@@ -38,6 +51,14 @@ class ReferenceResult:
     cost_light: float
     cost_total: float
     capacity_violations: int  # slots in which some node exceeds its capacity (Eq. 8)
+    # SEMANTICS.md §11 diagnostics (nan / -1 for stages never dispatched, dropped tasks and padding)
+    stage_dispatch_slot: np.ndarray  # [J,S] int: boundary t_s at which the stage was dispatched, -1 if never
+    stage_data_ready: np.ndarray  # [J,S] float ms: r_s, data-ready time on its node, nan if never dispatched
+    stage_start: np.ndarray  # [J,S] float ms: σ_s (§11), nan if not started by T*slot_ms
+    stage_bound: np.ndarray  # [J,S] float ms: delay bound the controller stated, nan if none
+    light_bounded: np.ndarray  # [M] int: counted stages with a stated bound, per service (0 for core)
+    light_violations: np.ndarray  # [M] int: counted stages that broke their bound, per service
+    task_breakdown: np.ndarray  # [J,8] float ms: latency split by BREAKDOWN_COMPONENTS, nan if not finished
 
     @property
     def ontime_rate(self) -> float:
@@ -56,6 +77,11 @@ class _Stage:
         self.dispatched = False
         self.node = -1
         self.finish: float | None = None  # known at dispatch for core, at completion for light
+        # SEMANTICS.md §11
+        self.dispatch_slot: int | None = None  # t_s
+        self.data_ready: float | None = None  # r_s on its node
+        self.start: float | None = None  # σ_s: core start of §2.5, light first start of §2.7
+        self.bound = math.nan  # b_s stated by the controller (light only), nan = none
 
 
 class _Task:
@@ -89,6 +115,60 @@ class _CoreInstance:
 
 def _done(stage: _Stage, now: float) -> bool:
     return stage.finish is not None and stage.finish <= now
+
+
+# ------------------------------------------------------------------------------------------------
+# SEMANTICS.md §11 diagnostics, read off the finished execution
+def _bound_outcome(stage: _Stage, horizon: float, slot_ms: float) -> tuple[bool, bool]:
+    """(counted, violated) of a dispatched light stage against its stated bound b_s (§11).
+
+    t0_s = max(t_sΔt, r_s); the delay is d_s = finish_s − t0_s. A stage with a finite bound that
+    finished by TΔt is counted, and violates iff d_s > b_s + 1e-9; one not finished by TΔt is counted
+    (as a violation) only if it is already known late, TΔt − t0_s > b_s + 1e-9."""
+    if not math.isfinite(stage.bound):
+        return False, False
+    t0 = max(stage.dispatch_slot * slot_ms, stage.data_ready)
+    if stage.finish is not None and stage.finish <= horizon:
+        return True, stage.finish - t0 > stage.bound + BOUND_TOL
+    if horizon - t0 > stage.bound + BOUND_TOL:
+        return True, True
+    return False, False
+
+
+def _critical_parent(task: _Task, stage: _Stage, xfer: np.ndarray) -> _Stage:
+    """The parent p maximising finish_p + xfer_{m(p)}(node_p → node_s); ties: first in the parent list."""
+    best, best_time = None, -math.inf
+    for p in stage.parents:
+        parent = task.stages[p]
+        arrival_time = parent.finish + float(xfer[parent.service, parent.node, stage.node])
+        if best is None or arrival_time > best_time:
+            best, best_time = parent, arrival_time
+    return best
+
+
+def _latency_breakdown(task: _Task, sink: _Stage, xfer: np.ndarray, slot_ms: float) -> np.ndarray:
+    """[8] ms: a finished task's latency split along its critical path (§11, BREAKDOWN_COMPONENTS).
+
+    For each stage on the path from the sink back to a root: dispatch wait = max(t_sΔt, r_s) − r_s,
+    queue = σ_s − max(t_sΔt, r_s), service = f_s − σ_s (core_* or light_* by its service); the
+    transfer from the critical parent, r_s − f_p, goes to network. The root adds uplink =
+    uplink_end − arrival and network += r_root − uplink_end."""
+    parts = dict.fromkeys(BREAKDOWN_COMPONENTS, 0.0)
+    stage = sink
+    while True:
+        kind = "core" if stage.is_core else "light"
+        t0 = max(stage.dispatch_slot * slot_ms, stage.data_ready)
+        parts[f"{kind}_dispatch_wait"] += t0 - stage.data_ready
+        parts[f"{kind}_queue"] += stage.start - t0
+        parts[f"{kind}_service"] += stage.finish - stage.start
+        if not stage.parents:
+            parts["uplink"] += task.uplink_end - task.arrival
+            parts["network"] += stage.data_ready - task.uplink_end
+            break
+        parent = _critical_parent(task, stage, xfer)
+        parts["network"] += stage.data_ready - parent.finish
+        stage = parent
+    return np.array([parts[name] for name in BREAKDOWN_COMPONENTS], dtype=float)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,6 +329,9 @@ def simulate_reference(
             stage.dispatched = True
             stage.node = best.node
             stage.finish = finish
+            stage.dispatch_slot = t
+            stage.data_ready = data_ready(task, stage, best.node)
+            stage.start = best_start
 
         # 6. light decision
         light_waiting = [(task, stage) for _, _, _, task, stage in waiting if not stage.is_core]
@@ -278,6 +361,8 @@ def simulate_reference(
             alive_prev=alive_prev.copy(),
             y_max=int(y_max),
             max_light_instances=X,
+            # the FIFOs at this boundary (done jobs already removed, step 1), for the drain times of §9
+            fifo={key: [(job.remaining, job.data_ready) for job in jobs] for key, jobs in fifo.items()},
         )
         decision, controller_state = control(obs, controller_state)
         alive = np.asarray(decision.alive, dtype=bool)
@@ -292,8 +377,16 @@ def simulate_reference(
             if decision.parallelism is None
             else np.asarray(decision.parallelism, dtype=int)
         )
+        if decision.bounds is None:
+            bounds = [None] * len(decision.assignment)
+        else:
+            bounds = list(decision.bounds)
+            if len(bounds) != len(decision.assignment):
+                raise ValueError(
+                    f"controller stated {len(bounds)} bounds for {len(decision.assignment)} assigned stages"
+                )
         seen = set()
-        for w_idx, v, k in sorted(decision.assignment, key=lambda a: a[0]):
+        for (w_idx, v, k), bound in sorted(zip(decision.assignment, bounds), key=lambda a: a[0][0]):
             if w_idx in seen:
                 raise ValueError(f"controller assigned waiting stage {w_idx} twice")
             seen.add(w_idx)
@@ -307,6 +400,9 @@ def simulate_reference(
             fifo[(v, m, k)].append(job)
             stage.dispatched = True
             stage.node = v
+            stage.dispatch_slot = t
+            stage.data_ready = job.data_ready
+            stage.bound = math.nan if bound is None else float(bound)
 
         # 7. light execution in slot t
         for (v, m, k), jobs in fifo.items():
@@ -316,6 +412,8 @@ def simulate_reference(
                 start = max(cursor, job.data_ready)
                 if start >= slot_end:
                     break  # head-of-line: the later jobs wait too
+                if job.stage.start is None:
+                    job.stage.start = start  # the first instant the instance works on it (§11)
                 need = job.remaining / f if f > 0 else math.inf
                 if start + need <= slot_end:
                     job.finish = start + need
@@ -355,6 +453,13 @@ def simulate_reference(
     task_finish = np.full(J, np.nan)
     stage_node = np.full((J, S), -1, dtype=int)
     stage_finish = np.full((J, S), np.nan)
+    stage_dispatch_slot = np.full((J, S), -1, dtype=int)
+    stage_data_ready = np.full((J, S), np.nan)
+    stage_start = np.full((J, S), np.nan)
+    stage_bound = np.full((J, S), np.nan)
+    light_bounded = np.zeros(M, dtype=int)
+    light_violations = np.zeros(M, dtype=int)
+    task_breakdown = np.full((J, len(BREAKDOWN_COMPONENTS)), np.nan)
     ontime = late = unfinished = dropped = 0
     for task in tasks:
         if task.dropped:
@@ -364,9 +469,20 @@ def simulate_reference(
             stage_node[task.id, s] = stage.node
             if stage.finish is not None and stage.finish <= horizon:
                 stage_finish[task.id, s] = stage.finish
+            if stage.dispatched:
+                stage_dispatch_slot[task.id, s] = stage.dispatch_slot
+                stage_data_ready[task.id, s] = stage.data_ready
+                stage_bound[task.id, s] = stage.bound
+                if stage.start is not None and stage.start <= horizon:
+                    stage_start[task.id, s] = stage.start
+                if not stage.is_core:
+                    counted, violated = _bound_outcome(stage, horizon, dt)
+                    light_bounded[stage.service] += int(counted)
+                    light_violations[stage.service] += int(violated)
         sink = task.stages[int(sc.sink_stage[task.type])]
         if sink.finish is not None and sink.finish <= horizon:
             task_finish[task.id] = sink.finish
+            task_breakdown[task.id] = _latency_breakdown(task, sink, xfer, dt)
             if sink.finish - task.arrival <= float(sc.deadline[task.type]):
                 ontime += 1
             else:
@@ -399,4 +515,11 @@ def simulate_reference(
         cost_light=cost_light,
         cost_total=cost_core + cost_light,
         capacity_violations=capacity_violations,
+        stage_dispatch_slot=stage_dispatch_slot,
+        stage_data_ready=stage_data_ready,
+        stage_start=stage_start,
+        stage_bound=stage_bound,
+        light_bounded=light_bounded,
+        light_violations=light_violations,
+        task_breakdown=task_breakdown,
     )

@@ -193,7 +193,24 @@ def build_scenarios(spec_cfg: Any, seed: int) -> list[Scenario]:
     seed = _check_seed(seed)
     spec = spec_to_dict(spec_cfg)
     validate_spec(spec)
-    return [_sample(spec, seed, i) for i in range(spec["instances"])]
+    reserve = spec.get("hostable_reserve")
+    if reserve is None:
+        return [_sample(spec, seed, i) for i in range(spec["instances"])]
+    # keep the first `instances` draws whose core demand the network can host (draw i stays draw i,
+    # so the kept instances do not depend on how many are asked for)
+    from edgefm.scenario.hostable import hostable
+
+    kept, limit = [], 20 * spec["instances"] + 20
+    for i in range(limit):
+        scenario = _sample(spec, seed, i)
+        if hostable(scenario, float(reserve)):
+            kept.append(scenario)
+            if len(kept) == spec["instances"]:
+                return kept
+    raise ConfigError(
+        f"{ROOT}.hostable_reserve", reserve,
+        f"a reserve that leaves room for the core demand: only {len(kept)} of {limit} sampled instances can host it",
+    )
 
 
 def build_scenario(spec_cfg: Any, seed: int, instance: int = 0) -> Scenario:

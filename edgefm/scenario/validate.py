@@ -216,6 +216,10 @@ def validate_spec(spec: dict) -> None:
     instances = spec.get("instances")
     if not isinstance(instances, int) or instances < 1:
         raise ConfigError(f"{ROOT}.instances", instances, "an integer >= 1")
+    reserve = spec.get("hostable_reserve")
+    if reserve is not None and (isinstance(reserve, bool) or not isinstance(reserve, (int, float))
+                                or not 0 <= reserve < 1):
+        raise ConfigError(f"{ROOT}.hostable_reserve", reserve, "null (keep every instance) or a fraction in [0, 1)")
     speed = spec.get("propagation_speed")
     if not isinstance(speed, (int, float)) or math.isnan(speed) or speed <= 0:
         raise ConfigError(f"{ROOT}.propagation_speed", speed, "a number > 0 (.inf: no propagation delay)")

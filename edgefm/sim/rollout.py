@@ -58,13 +58,72 @@ def _program(sizes: SimSizes, channel, workload, controller):
     return fn
 
 
-def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller):
+def _chunk_programs(sizes: SimSizes, chunk: int, channel, workload, controller):
+    """(start, advance, finish), jitted and cached: the horizon in pieces of `chunk` slots, with the
+    state carried between calls on the device (the same step, so the same results as one piece)."""
+    cache_key = ("chunked", chunk, sizes, _component_key(channel), _component_key(workload), _component_key(controller))
+    programs = _COMPILED.get(cache_key)
+    if programs is None:
+        step = make_step(sizes, channel, workload, controller, TRACE_COUNTER)
+
+        def batched(fn, in_axes):  # over realisations, then instances
+            return jax.vmap(jax.vmap(fn, in_axes=in_axes[0]), in_axes=in_axes[1])
+
+        def start_one(key, arrays):
+            wstate = workload.init(init_key(key, STREAM_ARRIVALS), arrays.arrival_rate)
+            return init_state(sizes, wstate, controller.init((sizes, arrays)))
+
+        def advance_one(st, key, arrays, params, t0):
+            (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), t0 + jnp.arange(chunk))
+            return st, series
+
+        def finish_one(st, series, arrays, params):
+            st = observe_completions(st, arrays, sizes, sizes.T * params.slot_ms)
+            return summarise(st, series, arrays, params, sizes)
+
+        programs = (
+            jax.jit(batched(start_one, ((0, None), (0, 0)))),
+            jax.jit(batched(advance_one, ((0, 0, None, None, None), (0, 0, 0, None, None)))),
+            jax.jit(batched(finish_one, ((0, 0, None, None), (0, 0, 0, None)))),
+        )
+        _COMPILED[cache_key] = programs
+    return programs
+
+
+def chunk_length(T: int, chunk_slots: int) -> int:
+    """The piece length for `chunk_slots` (0: the whole horizon): the largest divisor of T that is
+    at most `chunk_slots`, so every piece has the same shape (one compiled program)."""
+    if chunk_slots <= 0 or chunk_slots >= T:
+        return T
+    return max(d for d in range(1, chunk_slots + 1) if T % d == 0)
+
+
+def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
+             *, chunk_slots: int = 0, progress=None):
     """Run every realisation of every instance.
 
     keys: [I,R] typed keys; arrays: ScenarioArrays with a leading instance axis [I,...]; params are
-    shared. Returns a dict of device arrays with leading axes [I,R].
+    shared. Returns a dict of device arrays with leading axes [I,R]. With `chunk_slots` > 0 the
+    horizon runs in pieces of at most that many slots (see `chunk_length`) and `progress(done, T)`,
+    if given, is called after each piece: the results are the same.
     """
-    return _program(sizes, channel, workload, controller)(keys, arrays, params)
+    chunk = chunk_length(sizes.T, int(chunk_slots))
+    if chunk == sizes.T:
+        out = _program(sizes, channel, workload, controller)(keys, arrays, params)
+        if progress is not None:
+            progress(sizes.T, sizes.T)
+        return out
+    start, advance, finish = _chunk_programs(sizes, chunk, channel, workload, controller)
+    st = start(keys, arrays)
+    pieces = []
+    for t0 in range(0, sizes.T, chunk):
+        st, series = advance(st, keys, arrays, params, jnp.asarray(t0))
+        pieces.append(series)
+        if progress is not None:
+            jax.block_until_ready(st)
+            progress(t0 + chunk, sizes.T)
+    series = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=2), *pieces)  # [I,R,T,...]
+    return finish(st, series, arrays, params)
 
 
 def compile_simulation(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller):

@@ -29,6 +29,12 @@ from edgefm.sim.types import Action, Observation, ScenarioArrays, SimSizes, reso
 INF = jnp.inf
 CAPACITY_TOL = 1e-9  # Eq. 8 tolerance on float sums of resource needs
 INT = jnp.int64  # x64 is on: the default integer, so updates keep their dtype
+BOUND_TOL = 1e-9  # ms: a stage violates its stated bound when its delay exceeds it by more
+# the parts of a finished task's critical path (SEMANTICS §11), in this order
+BREAKDOWN_COMPONENTS = (
+    "uplink", "network", "core_dispatch_wait", "core_queue", "core_service",
+    "light_dispatch_wait", "light_queue", "light_service",
+)
 
 
 class SimState(eqx.Module):
@@ -45,6 +51,11 @@ class SimState(eqx.Module):
     finish: jax.Array  # [B,S] ms: finish time, inf until known
     parents_known: jax.Array  # [B,S] int: parents whose finish time is known
     inputs_at: jax.Array  # [B,S] ms: latest known parent finish (arrival time for roots)
+    # diagnostics (SEMANTICS §11), set at dispatch (start: light stages when first worked on)
+    disp: jax.Array  # [B,S] ms: dispatch boundary t_s * slot
+    rdy: jax.Array  # [B,S] ms: data-ready time on the stage's node
+    start: jax.Array  # [B,S] ms: start of execution, inf until known
+    bound: jax.Array  # [B,S] ms: delay bound stated by the controller, nan if none
     # waiting queues, in (ready slot, task id, stage) order; refs -1 past the end
     core_q: jax.Array  # [Lc] int: stage refs of ready core stages waiting for an instance
     core_q_slot: jax.Array  # [Lc] int: their ready slot
@@ -69,6 +80,9 @@ class SimState(eqx.Module):
     invalid: jax.Array  # [] int: controller decisions refused by the engine
     violations: jax.Array  # [] int: slots with Eq. 8 violated on some node
     buffer_peak: jax.Array  # [] int
+    bounded: jax.Array  # [Ml] int: light stages with a bound, finished (SEMANTICS §11)
+    bound_violations: jax.Array  # [Ml] int: ... whose delay exceeded the bound
+    breakdown: jax.Array  # [2,C] ms: sums of the critical-path components of finished tasks (ontime, late)
     workload_state: Any
     controller_state: Any
 
@@ -87,6 +101,10 @@ def init_state(sizes: SimSizes, workload_state, controller_state) -> SimState:
         finish=jnp.full((B, S), INF),
         parents_known=jnp.zeros((B, S), INT),
         inputs_at=jnp.full((B, S), INF),
+        disp=jnp.full((B, S), INF),
+        rdy=jnp.full((B, S), INF),
+        start=jnp.full((B, S), INF),
+        bound=jnp.full((B, S), jnp.nan),
         core_q=jnp.full(sizes.Lc, -1, INT),
         core_q_slot=jnp.zeros(sizes.Lc, INT),
         light_q=jnp.full(sizes.Lw, -1, INT),
@@ -106,6 +124,9 @@ def init_state(sizes: SimSizes, workload_state, controller_state) -> SimState:
         invalid=jnp.zeros((), INT),
         violations=jnp.zeros((), INT),
         buffer_peak=jnp.zeros((), INT),
+        bounded=jnp.zeros(sizes.Ml, INT),
+        bound_violations=jnp.zeros(sizes.Ml, INT),
+        breakdown=jnp.zeros((2, len(BREAKDOWN_COMPONENTS))),
         workload_state=workload_state,
         controller_state=controller_state,
     )
@@ -134,16 +155,59 @@ def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fi
     )
 
 
+def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes):
+    """[B,C] ms: each task's latency split along its critical path (SEMANTICS §11; meaningful for
+    tasks whose sink has finished). From the sink, the critical parent maximises its finish plus
+    the transfer of its output to the child's node (ties: the first parent in the list)."""
+    B, S = sizes.B, sizes.S
+    rows = jnp.arange(B)
+    n = st.ttype
+    cur = arrays.sink_stage[n]  # [B]
+    walking = jnp.ones(B, bool)
+    parts = jnp.zeros((B, len(BREAKDOWN_COMPONENTS)))
+    for _ in range(S):  # a path has at most S stages
+        svc = jnp.clip(arrays.stage_service[n, cur], 0)
+        core = arrays.service_is_core[svc]
+        r, f = st.rdy[rows, cur], st.finish[rows, cur]
+        t0 = jnp.maximum(st.disp[rows, cur], r)
+        sigma = st.start[rows, cur]
+        stage = jnp.stack([t0 - r, sigma - t0, f - sigma], axis=-1)  # dispatch wait, queue, service
+        parts = parts.at[:, 2:5].add(jnp.where((walking & core)[:, None], stage, 0.0))
+        parts = parts.at[:, 5:8].add(jnp.where((walking & ~core)[:, None], stage, 0.0))
+        par = arrays.stage_parents[n, cur]  # [B,P]
+        parc = jnp.clip(par, 0)
+        root = par[:, 0] < 0
+        pnode = jnp.clip(st.node[rows[:, None], parc], 0)
+        psvc = jnp.clip(arrays.stage_service[n[:, None], parc], 0)
+        pfin = st.finish[rows[:, None], parc]
+        here = jnp.clip(st.node[rows, cur], 0)
+        arrive = jnp.where(par >= 0, pfin + arrays.xfer[psvc, pnode, here[:, None]], -INF)
+        crit = jnp.argmax(arrive, axis=1)  # first maximum
+        crit_fin = jnp.take_along_axis(pfin, crit[:, None], axis=1)[:, 0]
+        uplink = st.uplink_end - st.arrival
+        net = jnp.where(root, r - st.uplink_end, r - crit_fin)
+        parts = parts.at[:, 0].add(jnp.where(walking & root, uplink, 0.0))
+        parts = parts.at[:, 1].add(jnp.where(walking, net, 0.0))
+        walking = walking & ~root
+        cur = jnp.where(root, cur, jnp.take_along_axis(parc, crit[:, None], axis=1)[:, 0])
+    return parts
+
+
 def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) -> SimState:
-    """Tasks whose sink finished by `now` leave the buffer; their finish is recorded by task id."""
+    """Tasks whose sink finished by `now` leave the buffer; their finish is recorded by task id and
+    their critical-path breakdown added to the sums of their outcome (on time, late)."""
     sink = arrays.sink_stage[st.ttype]  # [B]
     sink_finish = jnp.take_along_axis(st.finish, sink[:, None], axis=1)[:, 0]
     complete = st.alive & (sink_finish <= now)
     idx = jnp.where(complete, st.tid, sizes.J)
+    late = sink_finish - st.arrival > arrays.deadline[st.ttype]
+    parts = jnp.where(complete[:, None], critical_path_breakdown(st, arrays, sizes), 0.0)
+    breakdown = st.breakdown + jnp.stack([jnp.sum(jnp.where(late[:, None], 0.0, parts), 0),
+                                          jnp.sum(jnp.where(late[:, None], parts, 0.0), 0)])
     return eqx.tree_at(
-        lambda s: (s.alive, s.out_finish),
+        lambda s: (s.alive, s.out_finish, s.breakdown),
         st,
-        (st.alive & ~complete, st.out_finish.at[idx].set(sink_finish, mode="drop")),
+        (st.alive & ~complete, st.out_finish.at[idx].set(sink_finish, mode="drop"), breakdown),
     )
 
 
@@ -172,7 +236,7 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
     return eqx.tree_at(
         lambda s: (
             s.alive, s.ttype, s.user, s.tid, s.arrival, s.uplink_end,
-            s.queued, s.node, s.finish, s.parents_known, s.inputs_at,
+            s.queued, s.node, s.finish, s.parents_known, s.inputs_at, s.disp, s.rdy, s.start, s.bound,
             s.next_id, s.out_type, s.out_arrival, s.out_dropped, s.arrived_by_type, s.overflow,
             s.buffer_peak,
         ),
@@ -189,6 +253,10 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
             st.finish.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
             st.parents_known.at[bidx].set(jnp.zeros((A, S), INT), mode="drop"),
             st.inputs_at.at[bidx].set(jnp.where(is_root, now, -INF), mode="drop"),  # max-accumulated
+            st.disp.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
+            st.rdy.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
+            st.start.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
+            st.bound.at[bidx].set(jnp.full((A, S), jnp.nan), mode="drop"),
             st.next_id + total,
             st.out_type.at[jidx].set(n, mode="drop"),
             st.out_arrival.at[jidx].set(now, mode="drop"),
@@ -276,7 +344,7 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) ->
     earliest = sizes.core_dispatch == "earliest_start"
 
     def body(carry):
-        i, ci_free, fin_out, node_out, ok_out = carry
+        i, ci_free, fin_out, node_out, ok_out, start_out, dr_out = carry
         cand = arrays.ci_service == svc[i]
         dr_i = dr[i][arrays.ci_node]  # [Ic]
         if earliest:
@@ -290,20 +358,27 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) ->
             ok = valid[i] & eligible.any()
         fin = start[j] + arrays.core_duration[svc[i]]
         ci_free = ci_free.at[j].set(jnp.where(ok, fin, ci_free[j]))
-        return i + 1, ci_free, fin_out.at[i].set(fin), node_out.at[i].set(arrays.ci_node[j]), ok_out.at[i].set(ok)
+        return (
+            i + 1, ci_free, fin_out.at[i].set(fin), node_out.at[i].set(arrays.ci_node[j]), ok_out.at[i].set(ok),
+            start_out.at[i].set(start[j]), dr_out.at[i].set(dr_i[j]),
+        )
 
     L = ref.shape[0]
-    init = (0, st.ci_free, jnp.zeros(L), jnp.zeros(L, INT), jnp.zeros(L, bool))
+    init = (0, st.ci_free, jnp.zeros(L), jnp.zeros(L, INT), jnp.zeros(L, bool), jnp.zeros(L), jnp.zeros(L))
     if earliest:
         cond = lambda c: c[0] < count  # noqa: E731
     else:  # stop once no core instance is idle: the rest of the queue waits anyway
         cond = lambda c: (c[0] < count) & jnp.any((c[1] <= now) & (arrays.ci_service >= 0))  # noqa: E731
-    _, ci_free, fin, node, ok = lax.while_loop(cond, body, init)
+    _, ci_free, fin, node, ok, start, dr_node = lax.while_loop(cond, body, init)
     core_q, core_q_slot = compact_queue(st.core_q, st.core_q_slot, ok)
+    at = jnp.where(ok, refc, BS)
     st = eqx.tree_at(
-        lambda q: (q.ci_free, q.node, q.core_q, q.core_q_slot),
+        lambda q: (q.ci_free, q.node, q.core_q, q.core_q_slot, q.disp, q.rdy, q.start),
         st,
-        (ci_free, _flat_set(st.node, jnp.where(ok, refc, BS), node), core_q, core_q_slot),
+        (
+            ci_free, _flat_set(st.node, at, node), core_q, core_q_slot,
+            _flat_set(st.disp, at, now), _flat_set(st.rdy, at, dr_node), _flat_set(st.start, at, start),
+        ),
     )
     return record_finish(st, arrays, sizes, refc, fin, ok)
 
@@ -353,7 +428,7 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
 
 def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: ScenarioArrays, sizes: SimSizes):
     """Validate the controller's decision, append admitted stages to their instances' FIFOs."""
-    V, Ml, X, Q, S, L = sizes.V, sizes.Ml, sizes.X, sizes.Q, sizes.S, sizes.Lw
+    V, Ml, X, Q, L = sizes.V, sizes.Ml, sizes.X, sizes.Q, sizes.Lw
     I, BS = V * Ml * X, sizes.B * sizes.S
     occ = (st.job_ref >= 0).sum(-1)  # [I]
     alive = action.alive.reshape(I) | (occ > 0)
@@ -378,19 +453,25 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     ref = jnp.clip(st.light_q, 0, BS - 1)
     svc = arrays.light_service[obs.light]
     slot = jnp.where(ok, inst_c * Q + pos, I * Q)
-    node = _flat_set(st.node, jnp.where(ok, ref, BS), v)
+    at = jnp.where(ok, ref, BS)
+    ready = obs.data_ready[idx, v]
+    bound = jnp.full(L, jnp.nan) if action.bound is None else action.bound.astype(st.bound.dtype)
     light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok)
     st = eqx.tree_at(
-        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid),
+        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid,
+                   q.disp, q.rdy, q.bound),
         st,
         (
             _flat_set(st.job_ref, slot, ref),
-            _flat_set(st.job_ready, slot, obs.data_ready[idx, v]),
+            _flat_set(st.job_ready, slot, ready),
             _flat_set(st.job_rem, slot, arrays.work[svc]),
-            node,
+            _flat_set(st.node, at, v),
             light_q,
             light_q_slot,
             st.invalid + jnp.sum(asked & ~ok),
+            _flat_set(st.disp, at, obs.now),
+            _flat_set(st.rdy, at, ready),
+            _flat_set(st.bound, at, bound),
         ),
     )
     return st, alive.reshape(V, Ml, X), y.reshape(V, Ml, X)
@@ -403,7 +484,7 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
     end = now + slot_ms
 
     def position(q, carry):
-        cursor, blocked, n_done, rem_all, fin_all, done_all = carry
+        cursor, blocked, n_done, rem_all, fin_all, done_all, start_all = carry
         active = (st.job_ref[:, q] >= 0) & ~blocked
         start = jnp.maximum(cursor, st.job_ready[:, q])
         can = active & (start < end)
@@ -413,12 +494,16 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
         rem_all = rem_all.at[:, q].set(jnp.where(done, 0.0, jnp.where(can, rem - f * (end - start), rem)))
         fin_all = fin_all.at[:, q].set(fin)
         done_all = done_all.at[:, q].set(done)
+        start_all = start_all.at[:, q].set(jnp.where(can, start, INF))
         cursor = jnp.where(done, fin, cursor)
         blocked = blocked | (active & ~done)
-        return cursor, blocked, n_done + done, rem_all, fin_all, done_all
+        return cursor, blocked, n_done + done, rem_all, fin_all, done_all, start_all
 
-    init = (jnp.full(I, now), jnp.zeros(I, bool), jnp.zeros(I, INT), st.job_rem, jnp.zeros((I, Q)), jnp.zeros((I, Q), bool))
-    _, _, n_done, rem, fin, done = lax.fori_loop(0, Q, position, init)
+    init = (
+        jnp.full(I, now), jnp.zeros(I, bool), jnp.zeros(I, INT), st.job_rem, jnp.zeros((I, Q)),
+        jnp.zeros((I, Q), bool), jnp.full((I, Q), INF),
+    )
+    _, _, n_done, rem, fin, done, started = lax.fori_loop(0, Q, position, init)
     # done jobs form a prefix of each FIFO: shift the rest to the front
     src = jnp.arange(Q)[None, :] + n_done[:, None]
     keep = src < Q
@@ -428,10 +513,23 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
         return jnp.where(keep, jnp.take_along_axis(a, srcc, axis=1), fill)
 
     finished_ref = st.job_ref.reshape(-1)
+    # diagnostics (SEMANTICS §11): the first start of each job; the stated bounds of finished jobs
+    BS = sizes.B * sizes.S
+    refs = jnp.where(finished_ref >= 0, finished_ref, BS)
+    first_start = st.start.reshape(-1).at[refs].min(started.reshape(-1), mode="drop").reshape(st.start.shape)
+    rc = jnp.clip(finished_ref, 0, BS - 1)
+    t0 = jnp.maximum(st.disp.reshape(-1)[rc], st.rdy.reshape(-1)[rc])
+    bound = st.bound.reshape(-1)[rc]
+    counted = done.reshape(-1) & jnp.isfinite(bound)
+    late = counted & (fin.reshape(-1) - t0 > bound + BOUND_TOL)
+    ml = jnp.repeat((jnp.arange(I) // sizes.X) % sizes.Ml, Q)  # [I*Q] light service of each FIFO position
     st = eqx.tree_at(
-        lambda q: (q.job_ref, q.job_ready, q.job_rem),
+        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.start, q.bounded, q.bound_violations),
         st,
-        (shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0)),
+        (
+            shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0), first_start,
+            st.bounded.at[ml].add(counted.astype(INT)), st.bound_violations.at[ml].add(late.astype(INT)),
+        ),
     )
     return record_finish(st, arrays, sizes, finished_ref, fin.reshape(-1), done.reshape(-1))
 

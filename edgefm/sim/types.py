@@ -127,6 +127,9 @@ class Action(eqx.Module):
     assign: Array  # [Lw] int: flat instance index (v*Ml + ml)*X + k for each waiting stage, -1 = wait
     rank: Array  # [Lw] int: 0, 1, ... among this boundary's assignments to the same instance, in list order
     parallelism: Array  # [V,Ml] int: y, jobs one instance admits at once (<= y_max)
+    # the delay bound (ms) the controller counted on for each assigned stage (nan or None = none):
+    # the engine measures how often it is exceeded (docs/SEMANTICS.md §11)
+    bound: Array | None = None  # [Lw] ms
     # per-slot diagnostics of the controller: name -> scalar (or fixed-shape) array. Each name must be
     # a variable registered with `edgefm.io.register_variable` with dims (instance, realisation, slot, ...);
     # the engine stacks them over slots and the dataset carries them.

@@ -8,20 +8,7 @@ import numpy as np
 
 from edgefm.errors import SolverError
 from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
-
-
-def core_demand(scenario) -> np.ndarray:
-    """[M] int: req_m = max(1, ceil(sum of lambda_{u,n} over tasks using m * a_m / f_m)) for core
-    services at load 1x (Little's law); 0 for light services and core services no task uses."""
-    uses = np.zeros((scenario.num_types, scenario.num_services), bool)
-    for n in range(scenario.num_types):
-        for m in scenario.stage_service[n]:
-            if m >= 0:
-                uses[n, m] = True
-    rate = scenario.arrival_rate.sum(0) @ uses  # [M] tasks/ms through each service
-    busy = rate * scenario.work / np.where(scenario.service_is_core, scenario.core_rate, 1.0)
-    req = np.maximum(1, np.ceil(busy - 1e-12)).astype(np.int64)
-    return np.where(scenario.service_is_core & uses.any(0), req, 0)
+from edgefm.scenario.hostable import core_demand
 
 
 def utilisation(used: np.ndarray, capacity: np.ndarray) -> np.ndarray:

@@ -295,7 +295,8 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=
 
 
 def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=None):
-    """Φ_m on the final X for every m: (phi [Ml], assign [Lw], rank [Lw], parallelism [V,Ml])."""
+    """Φ_m on the final X for every m: (phi [Ml], assign [Lw], rank [Lw], parallelism [V,Ml],
+    bound [Lw]: g at the final occupancy of each placed stage's instance, nan elsewhere)."""
     Vn, Ml, X = in_x.shape
     Lw = obs.valid.shape[0]
     evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready)
@@ -308,7 +309,10 @@ def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=Non
     assign = jnp.full(Lw, -1, INT).at[target].set(inst, mode="drop")
     ranks = jnp.zeros(Lw, INT).at[target].set(rank, mode="drop")
     y = jnp.max(jnp.where(in_x.transpose(1, 0, 2), occ_final, 0), axis=-1).T  # [V,Ml]
-    return phi, assign, ranks, y
+    occ_of = jnp.take_along_axis(occ_final.reshape(Ml, -1), jnp.clip(placed, 0), axis=1)  # [Ml,L]
+    g_of = jnp.take_along_axis(g, occ_of, axis=1)
+    bound = jnp.full(Lw, jnp.nan).at[target].set(g_of, mode="drop")
+    return phi, assign, ranks, y, bound
 
 
 class LyapunovController(AbstractController):
@@ -351,7 +355,7 @@ class LyapunovController(AbstractController):
         g = delay_table(arrays, params, sizes.Q)
         ready = instance_ready(obs, params)
         res = greedy(tabs, g, obs, arrays, y_max, p["V"], p["max_steps"], ready)
-        phi, assign, rank, y = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"], ready)
+        phi, assign, rank, y, bound = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"], ready)
         alive = obs.task_alive
         n_alive = alive.sum()
         info = {
@@ -361,7 +365,7 @@ class LyapunovController(AbstractController):
             "vq_max": jnp.where(n_alive > 0, jnp.max(jnp.where(alive, H, -jnp.inf)), 0.0),
             "greedy_steps": res.steps.astype(INT),
         }
-        action = Action(alive=res.in_x, assign=assign, rank=rank, parallelism=y.astype(INT), info=info)
+        action = Action(alive=res.in_x, assign=assign, rank=rank, parallelism=y.astype(INT), info=info, bound=bound)
         return action, H
 
 

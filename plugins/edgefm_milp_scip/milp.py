@@ -108,6 +108,10 @@ class MilpPlacement(AbstractPlacementSolver):
         return scip.SolverOptions(time_limit_s=c.time_limit_s, gap=c.gap, threads=c.threads, seed=c.seed, verbose=c.verbose)
 
     # ------------------------------------------------------------------------------------------
+    def reusable(self) -> bool:
+        # the same program gives the same placement; writing the model files is an effect of its own
+        return not self.config.write_model
+
     def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
         self.validate()
         program = program_of(self.config, scenario, slot_ms)

@@ -16,6 +16,7 @@ from scipy.sparse.csgraph import shortest_path
 
 from edgefm.errors import ConfigError
 from edgefm.network import transfer_tables
+from edgefm.scenario.hostable import core_demand
 from edgefm.scenario.model import RESOURCES
 
 
@@ -72,26 +73,6 @@ class Program:
 
 
 # ----------------------------------------------------------------------------------------------
-def core_demand(scenario) -> np.ndarray:
-    """[M] int: req_m = max(1, ceil(Σ λ_{u,n} a_m / f_m)) for core services some task uses, else 0
-    (the same rule as the least_loaded baseline, docs/SEMANTICS.md §5)."""
-    uses = service_use(scenario)
-    rate = scenario.arrival_rate.sum(0) @ uses
-    busy = rate * scenario.work / np.where(scenario.service_is_core, scenario.core_rate, 1.0)
-    req = np.maximum(1, np.ceil(busy - 1e-12)).astype(np.int64)
-    return np.where(scenario.service_is_core & uses.any(0), req, 0)
-
-
-def service_use(scenario) -> np.ndarray:
-    """[N,M] bool: task type n uses service m."""
-    uses = np.zeros((scenario.num_types, scenario.num_services), bool)
-    for n in range(scenario.num_types):
-        for m in scenario.stage_service[n]:
-            if m >= 0:
-                uses[n, m] = True
-    return uses
-
-
 def reserve_fractions(reserve) -> np.ndarray:
     """[K] fractions from a number (every resource) or a list of K numbers, each in [0, 1)."""
     try:

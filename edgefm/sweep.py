@@ -1,0 +1,364 @@
+"""Multiruns: merge the job datasets of a sweep folder into one ``sweep.nc``, and the Hydra callback
+that does it at the end of every multirun (and shows which job of how many is running).
+
+A Hydra multirun writes one job folder per combination of swept values, each with
+``.hydra/overrides.yaml`` (the job's command-line overrides) and, when the job completed, its
+dataset (``results.nc``, written atomically). `merge_sweep` reads them all and builds one dataset
+whose dimensions are exactly the **swept keys** — the overrides whose value differs between jobs —
+plus the run dimensions (instance, realisation, slot, ...). A swept key becomes a dimension named
+
+- the group for a group choice (``strategy=…``, ``controller=…``, ``channel=…``, ``variant=…``);
+- the last part of a dotted key (``workload.load`` → ``load``, ``controller.V`` → ``V``,
+  ``sim.core_dispatch`` → ``core_dispatch``), or the whole key with ``_`` for ``.`` if two swept keys
+  share a last part;
+
+its labels are the job values in the order the jobs ran (numbers as float where any is fractional).
+The run's own length-1 sweep dimensions (strategy, controller, placement, channel, workload, load,
+seed) that were not swept become coordinates (scalar if equal in every job, else along the swept
+dimensions: e.g. ``controller`` along ``strategy``). Each job's resolved config YAML is kept in the
+string variable ``job_config`` over the swept dimensions. Cells of jobs without a dataset (failed or
+not yet run) are nan and a warning names them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from edgefm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SWEEP_FILENAME = "sweep.nc"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+# Hydra/edgefm keys that never define a cell of the experiment grid
+_IGNORED_KEYS = ("hydra", "output")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the jobs of a sweep folder
+
+
+class Job:
+    """One job folder: its overrides (key -> value) and its dataset path (None if absent)."""
+
+    def __init__(self, folder: Path, overrides: dict[str, Any], dataset: Path | None, order: int):
+        self.folder, self.overrides, self.dataset, self.order = folder, overrides, dataset, order
+
+    def __repr__(self) -> str:
+        return f"Job({self.folder.name!r}, {self.overrides!r}, dataset={self.dataset is not None})"
+
+
+def parse_overrides(lines: Sequence[str]) -> dict[str, Any]:
+    """``["strategy=proposed", "workload.load=1.5"]`` -> ``{"strategy": "proposed", "workload.load": 1.5}``
+    (Hydra's own parser: quoting and types as on the command line). Hydra and ``output`` keys and
+    deletions (``~key``) are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(list(lines)):
+        key = override.get_key_element().lstrip("+~")
+        if override.is_delete() or key.split(".")[0].split("/")[0] in _IGNORED_KEYS:
+            continue
+        value = override.value()
+        out[key] = value if isinstance(value, str | int | float | bool) else str(value)
+    return out
+
+
+def find_jobs(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> list[Job]:
+    """The job folders under ``sweep_dir`` (any depth), in the order of their job number."""
+    import yaml
+
+    sweep_dir = Path(sweep_dir)
+    jobs = []
+    for path in sorted(sweep_dir.rglob(str(OVERRIDES))):
+        folder = path.parent.parent
+        with open(path) as f:
+            lines = yaml.safe_load(f) or []
+        dataset = folder / filename
+        jobs.append(Job(folder, parse_overrides(lines), dataset if dataset.is_file() else None, _job_number(folder)))
+    jobs.sort(key=lambda j: (j.order, str(j.folder)))
+    return jobs
+
+
+def _job_number(folder: Path) -> int:
+    """The job's number from its ``.hydra/hydra.yaml`` (``hydra.job.num``), else a large number."""
+    import yaml
+
+    try:
+        with open(folder / ".hydra" / "hydra.yaml") as f:
+            return int(yaml.safe_load(f)["hydra"]["job"]["num"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return 1 << 30
+
+
+def swept_keys(jobs: Sequence[Job]) -> dict[str, str]:
+    """The overrides whose value differs between jobs, mapped to their dimension names."""
+    keys: list[str] = []
+    for job in jobs:
+        for key in job.overrides:
+            if key not in keys:
+                keys.append(key)
+    missing = object()
+    swept = [k for k in keys if len({repr(j.overrides.get(k, missing)) for j in jobs}) > 1]
+    short = {k: k.split(".")[-1] for k in swept}
+    names = {}
+    for key in swept:
+        name = short[key] if list(short.values()).count(short[key]) == 1 else key.replace(".", "_")
+        if not name.isidentifier():
+            name = "_".join(part for part in "".join(c if c.isalnum() else "_" for c in name).split("_") if part)
+        names[key] = name
+    return names
+
+
+def _labels(values: list[Any]) -> list[Any]:
+    """Job values of one key as dimension labels: bool -> int; ints become floats if any is fractional."""
+    values = [int(v) if isinstance(v, bool) else v for v in values]
+    if all(isinstance(v, int | float) for v in values) and any(isinstance(v, float) for v in values):
+        return [float(v) for v in values]
+    if not all(isinstance(v, int | float) for v in values):
+        return [str(v) for v in values]
+    return values
+
+
+# ----------------------------------------------------------------------------------------------
+# Merging
+
+
+def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> xr.Dataset:
+    """One dataset for the multirun in ``sweep_dir`` (see the module docstring)."""
+    from edgefm.io import is_sweep_dim, open_run
+
+    sweep_dir = Path(sweep_dir)
+    jobs = find_jobs(sweep_dir, filename)
+    if not jobs:
+        raise ConfigError("sweep folder", str(sweep_dir), f"a Hydra multirun folder (job folders with {OVERRIDES})")
+    config = _load_multirun_config(sweep_dir)
+    if config is not None:
+        # the jobs of the last multirun in this folder: a folder left from an earlier command with
+        # other overrides (a fixed sweep folder, resumed with a change) is not part of it
+        expected = expected_jobs(config)
+        stale = [j for j in jobs if j.overrides not in expected]
+        if stale:
+            log.info(f"edgefm: {len(stale)} job folders in {sweep_dir} are not jobs of its last multirun; left out")
+        jobs = [j for j in jobs if j.overrides in expected]
+        for overrides in expected:
+            if not any(j.overrides == overrides for j in jobs):
+                jobs.append(Job(sweep_dir / "(not run)", overrides, None, 1 << 31))
+    done = [j for j in jobs if j.dataset is not None]
+    if not done:
+        raise ConfigError("sweep folder", str(sweep_dir), f"a multirun with at least one finished job ({filename})")
+    names = swept_keys(jobs)
+    labels = {key: _labels([j.overrides.get(key, "") for j in jobs]) for key in names}
+
+    datasets, scalars = [], []
+    for job in done:
+        ds = open_run(job.dataset)
+        own = {}  # the run's length-1 sweep dims that were not swept: scalar coordinates for now
+        for dim in [d for d in ds.dims if is_sweep_dim(ds, d)]:
+            if dim not in names.values():
+                own[dim] = ds[dim].values[0].item() if hasattr(ds[dim].values[0], "item") else ds[dim].values[0]
+                ds = ds.isel({dim: 0}, drop=True)
+        idx = jobs.index(job)
+        cell = {}
+        for key, dim in names.items():
+            value = labels[key][idx]
+            if dim in ds.dims:  # a swept value the run already carries (strategy, controller, load, seed)
+                ds = ds.isel({dim: 0}, drop=True)
+            cell[dim] = [value]
+        ds["job_config"] = xr.DataArray(str(ds.attrs.get("config", "")))
+        ds = ds.expand_dims(cell) if cell else ds
+        for dim in cell:
+            ds[dim].attrs["long_name"] = f"swept configuration value: {_key_of(names, dim)}"
+        datasets.append(ds)
+        scalars.append(own)
+
+    if names:
+        merged = xr.combine_by_coords(
+            datasets, compat="no_conflicts", data_vars="all", coords="different", join="outer",
+            combine_attrs="drop_conflicts",
+        )
+        # job order, not sorted order
+        order = {dim: list(dict.fromkeys(labels[key])) for key, dim in names.items()}
+        merged = merged.reindex({dim: order[dim] for dim in order})
+    else:
+        merged = datasets[0]
+    merged = _attach_run_labels(merged, jobs, done, scalars, names, labels)
+    missing = [j for j in jobs if j.dataset is None]
+    if missing:
+        warnings.warn(
+            f"{len(missing)} of {len(jobs)} jobs in {sweep_dir} have no {filename} (failed or not run): "
+            + ", ".join(f"{j.folder.name} ({' '.join(f'{k}={v}' for k, v in j.overrides.items())})" for j in missing[:5])
+            + (" ..." if len(missing) > 5 else "") + "; their cells are nan",
+            RuntimeWarning, stacklevel=2,
+        )
+    cells = math.prod(len(set(v)) for v in labels.values()) if labels else 1
+    merged.attrs.update(
+        sweep_dir=str(sweep_dir),
+        sweep_jobs=len(jobs),
+        sweep_jobs_merged=len(done),
+        sweep_dims=", ".join(names.values()),
+        sweep_keys=", ".join(f"{dim}={key}" for key, dim in names.items()),
+        sweep_grid_cells=int(cells),
+    )
+    merged.attrs.pop("config", None)  # per job: see job_config
+    return merged
+
+
+def _key_of(names: dict[str, str], dim: str) -> str:
+    return next(k for k, d in names.items() if d == dim)
+
+
+def _attach_run_labels(merged, jobs, done, scalars, names, labels):
+    """The runs' own labels that were not swept (e.g. controller when strategy is swept): a scalar
+    coordinate when equal in every job, else a coordinate over the swept dims."""
+    keys = list(dict.fromkeys(k for s in scalars for k in s))
+    dims = list(names.values())
+    for key in keys:
+        values = [s.get(key) for s in scalars]
+        if len({repr(v) for v in values}) == 1:
+            merged = merged.assign_coords({key: values[0]})
+            continue
+        shape = [merged.sizes[d] for d in dims]
+        is_num = all(isinstance(v, int | float) for v in values)
+        grid = np.full(shape, np.nan) if is_num else np.full(shape, "", dtype=object)
+        for job, value in zip(done, values):
+            idx = jobs.index(job)
+            pos = tuple(merged.indexes[d].get_loc(labels[k][idx]) for k, d in names.items())
+            grid[pos] = value
+        if not is_num:
+            grid = grid.astype(str)
+        merged = merged.assign_coords({key: _along_fewest_dims(dims, grid)})
+    return merged
+
+
+def _along_fewest_dims(dims: list[str], grid: np.ndarray):
+    """(dims, values) of a label over the swept grid, along the one swept dim it depends on when
+    there is one (``controller`` along ``strategy`` in a strategy x load sweep), else along all."""
+    for axis, dim in enumerate(dims):
+        first = np.moveaxis(grid, axis, 0).reshape(grid.shape[axis], -1)
+        if all(len(set(map(str, row))) == 1 for row in first):
+            return [dim], first[:, 0]
+    return dims, grid
+
+
+def write_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> Path:
+    """`merge_sweep` written atomically to ``<sweep_dir>/sweep.nc``; returns the path."""
+    from edgefm.io import write_netcdf_atomic
+
+    merged = merge_sweep(sweep_dir, filename)
+    return write_netcdf_atomic(merged, Path(sweep_dir) / SWEEP_FILENAME)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Hydra callback
+
+
+def expected_jobs(config) -> list[dict[str, Any]]:
+    """The overrides (as `parse_overrides` gives them) of every job the basic sweeper runs for a
+    multirun config: the cartesian product of the sweeps of the command line and of
+    ``hydra.sweeper.params`` (the command line wins for a key given in both)."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    lines = list(config.hydra.overrides.task)
+    params = config.hydra.sweeper.get("params") or {}
+    given = {o.get_key_element() for o in parser.parse_overrides(lines)}
+    lines += [f"{k}={v}" for k, v in params.items() if k not in given]
+    choices = []
+    for override in parser.parse_overrides(lines):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return [parse_overrides(combo) for combo in itertools.product(*choices)]
+
+
+def _load_multirun_config(sweep_dir: Path):
+    """``<sweep_dir>/multirun.yaml`` (the config Hydra saves for a multirun), or None."""
+    from omegaconf import OmegaConf
+
+    path = sweep_dir / "multirun.yaml"
+    return OmegaConf.load(path) if path.is_file() else None
+
+
+try:
+    from hydra.experimental.callback import Callback as _Callback
+except ImportError:  # pragma: no cover - hydra-core is a dependency
+    _Callback = object
+
+
+class MergeCallback(_Callback):
+    """``hydra.callbacks.merge``: job progress during a multirun, `write_sweep` at its end.
+
+    Configured in ``conf/config.yaml``; ``output.merge=false`` turns the merge off. ``edgefm merge
+    SWEEP_DIR`` does the same by hand (e.g. after an interrupted multirun).
+    """
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        try:
+            self.total = len(expected_jobs(config))
+        except Exception:  # noqa: BLE001 - only a progress display
+            self.total = None
+
+    def on_job_start(self, config, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        try:
+            hc = HydraConfig.get()
+        except ValueError:
+            return
+        if hc.mode != RunMode.MULTIRUN:
+            return
+        of = f"/{self.total}" if self.total else ""
+        overrides = " ".join(hc.overrides.task)
+        log.info(f"edgefm: job {hc.job.num + 1}{of}: {overrides}")
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        if not bool(config.output.get("merge", True)):
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            path = write_sweep(sweep_dir, str(config.output.filename))
+        except ConfigError as exc:
+            log.warning(f"edgefm: no sweep dataset written: {exc}")
+            return
+        log.info(f"edgefm: merged the multirun into {path} (`edgefm report {path}`)")
+
+
+def merge_main(argv: list[str]) -> int:
+    """``edgefm merge SWEEP_DIR [--filename results.nc]``: write ``SWEEP_DIR/sweep.nc`` by hand."""
+    import argparse
+
+    from edgefm.cli import report
+
+    parser = argparse.ArgumentParser(
+        prog="edgefm merge", description="Merge the job datasets of a multirun folder into <folder>/sweep.nc."
+    )
+    parser.add_argument("sweep_dir", help="the multirun folder (hydra.sweep.dir)")
+    parser.add_argument("--filename", default="results.nc", help="the job dataset name (output.filename)")
+    args = parser.parse_args(argv)
+    try:
+        path = write_sweep(args.sweep_dir, args.filename)
+    except Exception as exc:  # noqa: BLE001
+        return report(exc)
+    print(path)
+    return 0
+
+
+__all__ = ["MergeCallback", "find_jobs", "merge_main", "merge_sweep", "parse_overrides", "swept_keys", "write_sweep"]

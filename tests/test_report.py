@@ -1,0 +1,331 @@
+"""`edgefm report`: tables, figures and summary of synthetic run and sweep datasets (no engine run).
+
+The datasets are built with xarray directly, with values chosen so that the statistics can be checked
+against hand computation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from edgefm.analysis import group_dims, open_results
+from edgefm.analysis.open import atomic_path
+from edgefm.analysis.plots import category_dim, curve_dims
+from edgefm.analysis.report import write_report
+from edgefm.analysis.tables import (
+    ALL_SERVICES,
+    EPSILON,
+    breakdown_table,
+    compact_headline,
+    describe,
+    epsilon_per_cell,
+    headline_table,
+    to_markdown,
+    type_table,
+    violation_table,
+)
+from edgefm.cli_report import main
+from edgefm.errors import ConfigError
+
+RUN_GROUP = {
+    "controller": ["proposed"], "placement": ["milp"], "channel": ["nakagami"],
+    "workload": ["poisson"], "load": [1.0], "seed": [0],
+}
+QUANTILES = [0.5, 0.9, 0.95, 0.99]
+TYPES = ["qa", "drive"]
+SERVICES = ["pre", "enc", "post"]
+COMPONENTS = ["uplink", "core_queue", "light_service"]
+T95 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
+
+
+def config_yaml(epsilon: float | None) -> str:
+    controller = {"name": "proposed"} if epsilon is None else {"name": "proposed", "epsilon": epsilon}
+    return yaml.safe_dump({"seed": 0, "controller": controller})
+
+
+def make_dataset(group: dict[str, list], instances: int = 2, realisations: int = 3, slots: int = 4) -> xr.Dataset:
+    """Random but complete data over `group` (the swept dims, in order) and the run dims."""
+    rng = np.random.default_rng(0)
+    gdims, gshape = list(group), [len(v) for v in group.values()]
+
+    def var(extra: dict[str, int] | None = None, low=0.0, high=1.0):
+        extra = extra or {}
+        dims = [*gdims, "instance", "realisation", *extra]
+        return dims, rng.uniform(low, high, [*gshape, instances, realisations, *extra.values()])
+
+    arrived = rng.integers(50, 100, [*gshape, instances, realisations]).astype(float)
+    ontime = np.floor(arrived * 0.6)
+    base = [*gdims, "instance", "realisation"]
+    ds = xr.Dataset(
+        {
+            "ontime_rate": (base, ontime / arrived),
+            "tasks_arrived": (base, arrived),
+            "tasks_ontime": (base, ontime),
+            "tasks_late": (base, arrived - ontime),
+            "cost_total": var(low=100, high=200),
+            "cost_light": var(low=10, high=50),
+            "cost_core": var(low=90, high=150),
+            "ontime_rate_by_type": var({"task_type": len(TYPES)}),
+            "tasks_arrived_by_type": var({"task_type": len(TYPES)}, low=10, high=40),
+            "latency_quantile": var({"task_type": len(TYPES), "quantile": len(QUANTILES)}, low=20, high=90),
+            "latency_quantile_all": var({"quantile": len(QUANTILES)}, low=20, high=90),
+            "light_bounded": var({"service": len(SERVICES)}, low=10, high=20),
+            "light_violations": var({"service": len(SERVICES)}, low=0, high=5),
+            "latency_breakdown": var({"outcome": 2, "component": len(COMPONENTS)}, low=1, high=10),
+            "vq_sum": var({"slot": slots}, low=0, high=100),
+        },
+        coords={
+            **group,
+            "instance": np.arange(instances), "realisation": np.arange(realisations),
+            "task_type": TYPES, "quantile": QUANTILES, "service": SERVICES,
+            "service_kind": ("service", ["light", "core", "light"]),
+            "outcome": ["ontime", "late"], "component": COMPONENTS, "slot": np.arange(slots),
+        },
+        attrs={"title": "synthetic", "config": config_yaml(0.2)},
+    )
+    core = ds["service_kind"] == "core"
+    ds["light_bounded"] = ds["light_bounded"].where(~core, 0.0)
+    ds["light_violations"] = ds["light_violations"].where(~core, 0.0)
+    ds["violation_rate"] = (ds["light_violations"] / ds["light_bounded"]).where(~core)
+    return ds
+
+
+def row(table, **labels):
+    mask = np.ones(len(table), bool)
+    for key, value in labels.items():
+        mask &= (table[key] == value).to_numpy()
+    (index,) = np.flatnonzero(mask)
+    return table.iloc[index]
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_describe_matches_hand_computation():
+    out = describe(np.array([[0.5, 0.7, 0.9, np.nan], [1.0, np.nan, np.nan, np.nan], [np.nan] * 4]))
+    assert list(out["n"]) == [3, 1, 0]
+    assert out["mean"][0] == pytest.approx(0.7)
+    assert out["std"][0] == pytest.approx(0.2)
+    half = T95 * 0.2 / math.sqrt(3)
+    assert out["ci_low"][0] == pytest.approx(0.7 - half)
+    assert out["ci_high"][0] == pytest.approx(0.7 + half)
+    assert out["mean"][1] == 1.0 and np.isnan(out["std"][1]) and np.isnan(out["ci_low"][1])
+    assert np.isnan(out["mean"][2])
+
+
+def test_group_dims_are_the_non_run_dims():
+    ds = make_dataset(RUN_GROUP)
+    assert group_dims(ds) == list(RUN_GROUP)
+    assert category_dim(ds) == "controller"
+
+
+def test_headline_of_a_run():
+    ds = make_dataset(RUN_GROUP, instances=1, realisations=3)
+    ds["ontime_rate"][...] = np.array([0.5, 0.7, 0.9]).reshape(ds["ontime_rate"].shape)
+    p95 = ds["latency_quantile_all"].sel(quantile=0.95)
+    ds["latency_quantile_all"].loc[{"quantile": 0.95}] = np.array([40.0, 50.0, 60.0]).reshape(p95.shape)
+    table = headline_table(ds)
+    assert list(table["metric"]) == ["on-time rate", "p95 latency (ms)", "total cost", "light cost"]
+    assert list(table["controller"]) == ["proposed"] * 4
+    ontime = row(table, metric="on-time rate")
+    assert (ontime["n"], ontime["mean"], ontime["std"]) == (3, pytest.approx(0.7), pytest.approx(0.2))
+    assert ontime["ci_high"] == pytest.approx(0.7 + T95 * 0.2 / math.sqrt(3))
+    latency = row(table, metric="p95 latency (ms)")
+    assert (latency["mean"], latency["std"]) == (pytest.approx(50.0), pytest.approx(10.0))
+    compact = compact_headline(table)
+    assert len(compact) == 1 and compact["n"][0] == 3
+    assert compact["on-time rate"][0] == "0.7 ± 0.5"  # half-width 0.4968 to 2 digits
+
+
+def test_p95_falls_back_to_the_largest_type_quantile():
+    ds = make_dataset(RUN_GROUP).drop_vars("latency_quantile_all")
+    table = headline_table(ds)
+    (label,) = [m for m in table["metric"] if m.startswith("p95")]
+    assert "max over task types" in label
+    expected = ds["latency_quantile"].sel(quantile=0.95).max("task_type").mean()
+    assert row(table, metric=label)["mean"] == pytest.approx(float(expected))
+
+
+def test_failed_cell_and_nan_values_are_left_out_of_n():
+    ds = make_dataset({"strategy": ["proposed", "lbrr"], "load": [1.0, 1.5]})
+    ds["ontime_rate"].loc[{"strategy": "lbrr", "load": 1.5}] = np.nan  # a failed job
+    ds["ontime_rate"][0, 0, 0, 0] = np.nan
+    table = headline_table(ds)
+    ontime = table[table["metric"] == "on-time rate"]
+    assert list(ontime["n"]) == [5, 6, 6, 0]
+    assert np.isnan(row(table, metric="on-time rate", strategy="lbrr", load=1.5)["mean"])
+    expected = np.nanmean(ds["ontime_rate"].sel(strategy="proposed", load=1.0).values)
+    assert row(table, metric="on-time rate", strategy="proposed", load=1.0)["mean"] == pytest.approx(expected)
+
+
+def test_type_table_pools_over_tasks():
+    ds = make_dataset(RUN_GROUP, instances=1, realisations=2)
+    ds["ontime_rate_by_type"].loc[{"task_type": "qa"}] = np.array([0.5, 1.0]).reshape(1, 1, 1, 1, 1, 1, 1, 2)
+    ds["tasks_arrived_by_type"].loc[{"task_type": "qa"}] = np.array([10.0, 30.0]).reshape(1, 1, 1, 1, 1, 1, 1, 2)
+    qa = row(type_table(ds), task_type="qa")
+    assert qa["mean"] == pytest.approx(0.75)
+    assert qa["pooled"] == pytest.approx((5 + 30) / 40)
+    assert qa["tasks arrived"] == 40
+
+
+# ----------------------------------------------------------------------------------------------
+# Violations and ε
+
+
+def test_violation_rate_is_pooled_over_counts():
+    ds = make_dataset(RUN_GROUP, instances=1, realisations=2)
+    shape = ds["light_bounded"].sel(service="pre").shape
+    ds["light_bounded"].loc[{"service": "pre"}] = np.array([10.0, 20.0]).reshape(shape)
+    ds["light_violations"].loc[{"service": "pre"}] = np.array([1.0, 5.0]).reshape(shape)
+    ds["light_bounded"].loc[{"service": "post"}] = np.array([0.0, 10.0]).reshape(shape)
+    ds["light_violations"].loc[{"service": "post"}] = np.array([0.0, 4.0]).reshape(shape)
+    table = violation_table(ds)
+    assert list(table["service"]) == ["pre", "post", ALL_SERVICES]  # the core service has no bound
+    pre = row(table, service="pre")
+    assert (pre["bounded"], pre["violations"]) == (30, 6)
+    assert pre["violation rate"] == pytest.approx(6 / 30)  # not the mean of the rates, 0.175
+    assert row(table, service=ALL_SERVICES)["violation rate"] == pytest.approx(10 / 40)
+    assert list(table[EPSILON]) == [0.2] * 3
+
+
+def test_controllers_without_bounds_have_no_violation_rows():
+    ds = make_dataset({"strategy": ["proposed", "lbrr"]})
+    for name in ("light_bounded", "light_violations"):
+        ds[name].loc[{"strategy": "lbrr"}] = 0.0
+    table = violation_table(ds)
+    assert set(table["strategy"]) == {"proposed"}
+
+
+def test_epsilon_from_job_config_or_dim():
+    ds = make_dataset({"strategy": ["proposed", "lbrr"]})
+    ds["job_config"] = ("strategy", [config_yaml(0.1), config_yaml(None)])
+    eps = epsilon_per_cell(ds)
+    assert eps[0] == 0.1 and np.isnan(eps[1])
+    swept = make_dataset({"epsilon": [0.05, 0.2]})
+    assert list(epsilon_per_cell(swept)) == [0.05, 0.2]
+
+
+# ----------------------------------------------------------------------------------------------
+# Latency breakdown
+
+
+def test_breakdown_weights_by_task_counts():
+    ds = make_dataset(RUN_GROUP, instances=1, realisations=2)
+    shape = ds["tasks_ontime"].shape
+    ds["tasks_ontime"][...] = np.array([1.0, 3.0]).reshape(shape)
+    ds["latency_breakdown"].loc[{"outcome": "ontime", "component": "uplink"}] = np.array([10.0, 30.0]).reshape(shape)
+    table = breakdown_table(ds)
+    ontime = row(table, outcome="ontime")
+    assert ontime["uplink"] == pytest.approx((10 * 1 + 30 * 3) / 4)  # unweighted: 20
+    assert ontime["tasks"] == 4
+    assert ontime["total"] == pytest.approx(sum(ontime[c] for c in COMPONENTS))
+    assert list(table.columns[-len(COMPONENTS) - 1:-1]) == COMPONENTS
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown, files, report
+
+
+def test_markdown_table():
+    text = to_markdown(headline_table(make_dataset(RUN_GROUP)))
+    lines = text.splitlines()
+    assert lines[0].startswith("| controller |") and lines[1].startswith("|---|")
+    assert len(lines) == 2 + 4 and all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "x.md"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_results_finds_the_data_file(tmp_path):
+    make_dataset(RUN_GROUP).to_netcdf(tmp_path / "results.nc", engine="netcdf4")
+    assert "ontime_rate" in open_results(tmp_path)
+    with pytest.raises(ConfigError, match="neither sweep.nc nor results.nc"):
+        open_results(tmp_path / "..")
+    (tmp_path / "bad.nc").write_text("not netCDF")
+    with pytest.raises(ConfigError, match="not a readable netCDF"):
+        open_results(tmp_path / "bad.nc")
+    xr.Dataset({"x": ("a", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="netcdf4")
+    with pytest.raises(ConfigError, match="not an edgefm dataset"):
+        open_results(tmp_path / "other.nc")
+
+
+def test_report_of_a_run(tmp_path):
+    make_dataset(RUN_GROUP).to_netcdf(tmp_path / "results.nc", engine="netcdf4")
+    written = write_report(tmp_path)
+    assert set(written) == {"summary", "violins", "violation"}  # load has a single value: no Fig. 4
+    assert written["summary"] == tmp_path / "report" / "summary.md"
+    assert all(p.is_file() and p.stat().st_size > 0 for p in written.values())
+    assert not (tmp_path / "report" / "fig4_load.png").exists()
+    text = written["summary"].read_text()
+    headings = ("## Headline", "## On-time rate by task type", "## Delay-bound violations", "## Latency breakdown")
+    assert all(heading in text for heading in headings)
+    assert "![violins](fig3_violins.png)" in text
+    assert not [p for p in (tmp_path / "report").iterdir() if p.name.startswith(".")]
+
+
+def test_report_of_a_sweep(tmp_path):
+    ds = make_dataset({"strategy": ["proposed", "propavg", "lbrr"], "load": [1.0, 1.5, 2.0], "epsilon": [0.1, 0.2]})
+    ds = ds.assign_coords(controller=("strategy", ["proposed", "propavg", "lbrr"]))
+    ds["ontime_rate"].loc[{"strategy": "lbrr", "load": 2.0}] = np.nan  # a failed job
+    ds.to_netcdf(tmp_path / "sweep.nc", engine="netcdf4")
+    assert curve_dims(ds) == ["epsilon"]
+    written = write_report(tmp_path / "sweep.nc", tmp_path / "out")
+    assert set(written) == {"summary", "violins", "load", "ontime_vs_epsilon", "violation"}
+    assert all(p.parent == tmp_path / "out" and p.is_file() for p in written.values())
+    text = written["summary"].read_text()
+    assert "Cells without any on-time value (failed jobs?): 2." in text
+    assert "| strategy | load | epsilon | controller | n |" in text
+
+
+def test_report_of_a_v_sweep(tmp_path):
+    ds = make_dataset({"strategy": ["proposed", "propavg"], "V": [0.1, 10.0]}, instances=1)
+    ds.to_netcdf(tmp_path / "sweep.nc", engine="netcdf4")
+    written = write_report(tmp_path)
+    assert set(written) == {"summary", "violins", "v_tradeoff", "violation"}
+
+
+def test_report_without_a_category_dim(tmp_path):
+    ds = make_dataset({"load": [1.5, 1.0], "reserve": [0, 1]}, instances=1, realisations=2)  # labels in job order
+    ds.to_netcdf(tmp_path / "sweep.nc", engine="netcdf4")
+    assert category_dim(ds) is None and curve_dims(ds) == ["reserve"]
+    assert set(write_report(tmp_path)) == {"summary", "violins", "load", "ontime_vs_reserve", "violation"}
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_writes_and_prints(tmp_path, capsys):
+    make_dataset(RUN_GROUP).to_netcdf(tmp_path / "results.nc", engine="netcdf4")
+    assert main([str(tmp_path / "results.nc"), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "on-time rate" in out and f"summary: {tmp_path / 'r' / 'summary.md'}" in out
+    assert main([str(tmp_path), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("name", ["missing", "bad.nc"])
+def test_cli_bad_input_is_one_line(tmp_path, capsys, name):
+    (tmp_path / "bad.nc").write_text("not netCDF")
+    assert main([str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgefm: error: PATH = ") and err.count("\n") == 1
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "edgefm report" in capsys.readouterr().out
+
