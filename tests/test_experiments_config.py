@@ -58,7 +58,7 @@ def star(jobs: list[list[str]]) -> list[list[str]]:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_value_of_every_experiment_composes_and_builds_its_components(registry, experiment):
     jobs = job_overrides(experiment)
-    sizes = {"fig3_strategies": 4, "fig4_load": 20, "v_tradeoff": 20, "sensitivity": 13}
+    sizes = {"fig3_strategies": 4, "fig4_load": 20, "v_tradeoff": 14, "sensitivity": 13}
     assert len(jobs) == sizes[experiment]
     assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)
     for overrides in star(jobs):

@@ -28,7 +28,7 @@ from edgefm.io import (
 )
 
 SIZES = dict(instance=2, realisation=3, slot=4, node=3, service=2, task_type=2, user=2, resource=4,
-             quantile=3, task=5)
+             quantile=3, task=5, outcome=2, component=3)
 
 
 def make_coords() -> dict:
@@ -46,6 +46,8 @@ def make_coords() -> dict:
         "resource": ["cpu", "ram", "gpu", "vram"],
         "quantile": [0.5, 0.9, 0.99],
         "task": np.arange(SIZES["task"]),
+        "outcome": ["ontime", "late"],
+        "component": ["uplink", "network", "light_service"],
     }
 
 
