@@ -121,10 +121,10 @@ def solve_placements(scenarios, placement, slot_ms: float):
     options = repr(getattr(placement, "config", None))
     results = []
     for sc in scenarios:
-        key = (type(placement), options, float(slot_ms), scenario_fingerprint(sc))
-        if not (reuse and key in _PLACEMENTS):
+        key = (type(placement), options, float(slot_ms), scenario_fingerprint(sc)) if reuse else None
+        if key not in _PLACEMENTS:
             result = placement.solve(sc, slot_ms=slot_ms)
-            if not reuse:
+            if key is None:
                 results.append(result)
                 continue
             _PLACEMENTS[key] = result

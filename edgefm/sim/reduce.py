@@ -9,8 +9,8 @@ from edgefm.sim.step import BOUND_TOL
 
 
 def known_late_light_stages(st, arrays, params, sizes):
-    """[Ml] int twice: light stages not finished at the end of the horizon that are already past
-    the bound the controller stated (SEMANTICS §11): counted, and violations."""
+    """[Ml] int: light stages not finished at the end of the horizon that are already past the
+    bound the controller stated (SEMANTICS §11): each is counted, and a violation."""
     end = sizes.T * params.slot_ms
     svc = jnp.clip(arrays.stage_service[st.ttype], 0)  # [B,S]
     light = (arrays.stage_service[st.ttype] >= 0) & ~arrays.service_is_core[svc]
@@ -19,7 +19,7 @@ def known_late_light_stages(st, arrays, params, sizes):
             & jnp.isfinite(st.bound) & (end - t0 > st.bound + BOUND_TOL))
     ml = jnp.clip(arrays.light_index[svc], 0)
     count = jnp.zeros(sizes.Ml, st.bounded.dtype).at[ml.reshape(-1)].add(late.reshape(-1).astype(st.bounded.dtype))
-    return count, count
+    return count
 
 
 def summarise(st, series, arrays, params, sizes):
@@ -50,7 +50,7 @@ def summarise(st, series, arrays, params, sizes):
         return jnp.where(sel.any(), jnp.sum(jnp.where(sel, latency, 0.0)) / jnp.maximum(sel.sum(), 1), jnp.nan)
 
     ontime_by_type = per_type(ontime)
-    bounded, violations = known_late_light_stages(st, arrays, params, sizes)
+    known_late = known_late_light_stages(st, arrays, params, sizes)
     counts = jnp.stack([n_ontime, n_late]).astype(st.breakdown.dtype)
     breakdown = jnp.where(counts[:, None] > 0, st.breakdown / jnp.maximum(counts, 1)[:, None], jnp.nan)
     cost_light = series["cost_light_slot"].sum()
@@ -77,8 +77,8 @@ def summarise(st, series, arrays, params, sizes):
         "latency_quantile": jax.vmap(quantiles)(jnp.arange(N)),
         "latency_quantile_all": jnp.nanquantile(jnp.where(finished, latency, jnp.nan), qs),
         "latency_breakdown": breakdown,
-        "light_bounded": st.bounded + bounded,
-        "light_violations": st.bound_violations + violations,
+        "light_bounded": st.bounded + known_late,
+        "light_violations": st.bound_violations + known_late,
         "cost_light_slot": series["cost_light_slot"],
         "tasks_in_flight": series["tasks_in_flight"],
         "x_light": series["x_light"],
