@@ -90,16 +90,17 @@ def edgefm_register_workload_generators() -> list[type]:
 
 @hookspec
 def edgefm_register_failure_models() -> list[type]:
-    """Register node/link failure models. RESERVED: the engine does not use them yet.
+    """Register node and link failure models (docs/SEMANTICS.md §12).
 
-    Called: once per process, when the registry is built, once the engine supports failures. Today
-    the hook exists so that plugins implementing it load without a validation error; the
-    `edgefm.plugins.Registry` does not collect its results and no config group exists for it.
-    Runs on: the host; the models themselves will be traced inside jit (pure JAX, static shapes).
+    Called: once per process, when the `edgefm.plugins.Registry` is built.
+    Runs on: the host. ``schedule`` runs on the host once per scenario instance (deterministic node
+    and link states); ``init``/``sample`` (random node failures) are later traced inside jit once per
+    slot: pure JAX, static shapes.
     Parameters: none.
-    Returns: a list of component classes with ``kind == "failure"``, a non-empty ``name`` and a
-    dataclass ``Config``. Lists of all plugins will be concatenated; a duplicate ``name`` will be an
-    error naming both distributions.
+    Returns: a list of subclasses of `edgefm.interfaces.AbstractFailureModel` (``kind ==
+    "failure"``, non-empty ``name``, dataclass ``Config``). Lists of all plugins are concatenated;
+    a duplicate ``name`` is an error naming both distributions. Each ``Config`` is stored as
+    ``failure/base_<name>``.
     """
 
 

@@ -18,6 +18,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -29,7 +30,7 @@ class EmptyConfig:
 class Component(ABC):
     """Base of every plugin class."""
 
-    kind: ClassVar[str] = ""  # "placement" | "controller" | "channel" | "workload"
+    kind: ClassVar[str] = ""  # "placement" | "controller" | "channel" | "workload" | "failure"
     name: ClassVar[str] = ""
     Config: ClassVar[type] = EmptyConfig
     description: ClassVar[str] = ""
@@ -97,6 +98,53 @@ class AbstractWorkloadGenerator(Component):
     @abstractmethod
     def sample(self, state, key, rate, load, slot_ms, params) -> tuple[Any, Any]:
         """Return ``(counts[U,N] int32, new_state)`` for one slot."""
+
+
+@dataclasses.dataclass
+class FailureSchedule:
+    """The host-side part of a failure model for one scenario instance (docs/SEMANTICS.md §12)."""
+
+    node_up: np.ndarray  # [T,V] bool: node v up during slot t (deterministic failures)
+    link_up: np.ndarray  # [T,E] bool: link e (scenario link order) up during slot t
+    random_nodes: np.ndarray  # [V] bool: nodes that `sample` may take down
+
+
+class AbstractFailureModel(Component):
+    """Node and link failures (docs/SEMANTICS.md §12). Exogenous: they use their own random stream.
+
+    A model has a host-side part, `schedule` (deterministic node and link states per slot, computed
+    once per scenario instance; link failures must be fully described here, so the engine can
+    precompute the shortest paths of each network state), and a traced part, ``init``/``sample``,
+    for random node failures drawn per realisation. A node is up in slot t iff the schedule and the
+    sample both say so.
+    """
+
+    kind = "failure"
+
+    def active(self) -> bool:
+        """Whether the model can fail anything (static): False lets the engine skip failure
+        handling altogether (the default model `none`)."""
+        return True
+
+    def validate(self) -> None:
+        """Check the options (raise `ConfigError`); called before anything is compiled."""
+
+    def schedule(self, scenario, *, total_slots: int, slot_ms: float) -> FailureSchedule:
+        """The deterministic node and link states of every slot, and the nodes `sample` may fail.
+        Default: everything up, no random failures. Unknown node or link names are a `ConfigError`."""
+        V, E = scenario.num_nodes, int(np.asarray(scenario.link_ends).shape[0])
+        return FailureSchedule(
+            node_up=np.ones((total_slots, V), bool), link_up=np.ones((total_slots, E), bool),
+            random_nodes=np.zeros(V, bool),
+        )
+
+    def init(self, key, random_nodes) -> Any:
+        """Initial state of the random part (a pytree) for one realisation."""
+        return ()
+
+    def sample(self, state, key, t, random_nodes, slot_ms, params) -> tuple[Any, Any]:
+        """``(up[V] bool, new_state)`` for slot t (traced); ``random_nodes[V]`` from `schedule`."""
+        return jnp.ones(random_nodes.shape, bool), state
 
 
 class AbstractController(Component):

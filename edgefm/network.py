@@ -23,7 +23,7 @@ def _hop_delays(scenario: Scenario, payload_mb: np.ndarray) -> np.ndarray:
     return payload_mb[:, None] / scenario.link_bandwidth[None, :] + propagation[None, :]
 
 
-def _all_pairs(scenario: Scenario, payloads_mb) -> np.ndarray:
+def _all_pairs(scenario: Scenario, payloads_mb, link_up=None) -> np.ndarray:
     payload = np.atleast_1d(np.asarray(payloads_mb, dtype=float))
     if np.any(~np.isfinite(payload)) or np.any(payload < 0):
         raise ConfigError("payload_mb", payload.tolist(), "finite sizes >= 0 (MB)")
@@ -31,7 +31,10 @@ def _all_pairs(scenario: Scenario, payloads_mb) -> np.ndarray:
     dist = np.full((B, V, V), np.inf)
     hop = _hop_delays(scenario, payload)
     a, b = scenario.link_ends[:, 0], scenario.link_ends[:, 1]
+    up = np.ones(len(a), bool) if link_up is None else np.asarray(link_up, bool)
     for e in range(len(a)):  # parallel links keep the fastest
+        if not up[e]:
+            continue
         dist[:, a[e], b[e]] = np.minimum(dist[:, a[e], b[e]], hop[:, e])
         dist[:, b[e], a[e]] = np.minimum(dist[:, b[e], a[e]], hop[:, e])
     idx = np.arange(V)
@@ -46,14 +49,15 @@ def shortest_path_delays(scenario: Scenario, payload_mb: float) -> np.ndarray:
     return _all_pairs(scenario, payload_mb)[0]
 
 
-def transfer_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
+def transfer_tables(scenario: Scenario, link_up=None) -> tuple[np.ndarray, np.ndarray]:
     """(xfer [M,V,V], fwd [N,V,V]) in ms.
 
     xfer[m] moves the output b_m of service m (parent stage -> child stage); fwd[n] moves the input
-    A_n of task type n from the gateway g(u) to the node of a root stage.
+    A_n of task type n from the gateway g(u) to the node of a root stage. ``link_up`` [E] bool
+    (default: every link) keeps only the links that are up (docs/SEMANTICS.md §12).
     """
     sizes = np.concatenate([scenario.output_size, scenario.input_size])
-    dist = _all_pairs(scenario, sizes)
+    dist = _all_pairs(scenario, sizes, link_up)
     M = scenario.num_services
     return dist[:M], dist[M:]
 

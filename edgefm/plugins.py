@@ -38,6 +38,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "edgefm_register_controllers": "controller",
     "edgefm_register_channel_models": "channel",
     "edgefm_register_workload_generators": "workload",
+    "edgefm_register_failure_models": "failure",
 }
 KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS.values())
 

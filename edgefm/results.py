@@ -71,6 +71,9 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         arrival_rate=stack(lambda sc: sc.arrival_rate) * float(run.load),
         user_gateway=stack(lambda sc: sc.user_gateway),
     )
+    E = int(np.asarray(sc0.link_ends).shape[0])
+    link_up = getattr(run, "link_up", None)
+    arrays["link_up"] = (np.ones((I, T, E), np.int8) if link_up is None else np.asarray(link_up)).astype(np.int8)
 
     users = sc0.meta.get("user_names") or tuple(f"u{i}" for i in range(sc0.num_users))
     coords: dict[str, Any] = {
@@ -88,6 +91,7 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         "quantile": np.asarray(run.sizes.quantiles, float),
         "outcome": ["ontime", "late"],
         "component": list(BREAKDOWN_COMPONENTS),
+        "link": link_names(sc0),
     }
 
     if task_records:
@@ -100,6 +104,19 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         arrays["task_dropped"] = np.where(valid, np.asarray(out["task_dropped"])[..., :n], False).astype(np.int8)
         coords["task"] = np.arange(n)
     return arrays, coords
+
+
+def link_names(sc) -> list[str]:
+    """``a-b`` for every link of the scenario (``a-b#2`` ... for parallel links)."""
+    names: list[str] = []
+    for a, b in np.asarray(sc.link_ends):
+        base = f"{sc.node_names[int(a)]}-{sc.node_names[int(b)]}"
+        name, k = base, 1
+        while name in names:
+            k += 1
+            name = f"{base}#{k}"
+        names.append(name)
+    return names
 
 
 def placement_attrs(info: Mapping) -> dict:
@@ -146,6 +163,7 @@ def build_dataset(
         "strategy": strategy,
         "channel_model": names["channel"],
         "workload_model": names["workload"],
+        "failure_model": names.get("failure", "none"),
         "load": float(run.load),
         **placement_attrs(run.placement_info[0] if run.placement_info else {}),
         **{f"seconds_{k}": float(v) for k, v in run.seconds.items()},

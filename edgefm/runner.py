@@ -20,6 +20,7 @@ from edgefm.errors import ConfigError
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
 from edgefm.sim.rollout import simulate
+from edgefm.sim.step import failing
 from edgefm.sim.types import CORE_DISPATCH_RULES, SimSizes
 
 
@@ -82,6 +83,7 @@ class Components:
     controller: Any
     channel: Any
     workload: Any
+    failure: Any = None  # None: nothing fails (as the failure model `none`)
 
 
 @dataclasses.dataclass
@@ -95,6 +97,7 @@ class EngineRun:
     placement_info: list[dict]
     load: float
     seconds: dict[str, float]
+    link_up: np.ndarray | None = None  # [instance, slot, link] bool: the failure model's link schedule
 
 
 # placements solved in this process: (placement class, options, slot, scenario fingerprint) -> result
@@ -139,6 +142,24 @@ def solve_placements(scenarios, placement, slot_ms: float):
     return [np.asarray(r.x_core, np.int64) for r in results], [dict(r.info) for r in results]
 
 
+def failure_schedules(scenarios, failure, sim):
+    """The failure model's host-side schedule of every instance (docs/SEMANTICS.md §12), checked;
+    None without a failure model."""
+    if failure is None:
+        return None
+    dt = float(sim.slot_ms)
+    T = int(round(sim.arrival_ms / dt)) + int(round(sim.drain_ms / dt))
+    schedules = [failure.schedule(sc, total_slots=T, slot_ms=dt) for sc in scenarios]
+    for sc, s in zip(scenarios, schedules):
+        E = int(np.asarray(sc.link_ends).shape[0])
+        for name, shape in (("node_up", (T, sc.num_nodes)), ("link_up", (T, E)), ("random_nodes", (sc.num_nodes,))):
+            value = np.asarray(getattr(s, name))
+            if value.shape != shape or value.dtype != bool:
+                raise ConfigError(f"failure {failure.name!r}: schedule.{name}", f"{value.dtype}{list(value.shape)}",
+                                  f"a bool array of shape {list(shape)}")
+    return schedules
+
+
 @contextlib.contextmanager
 def _progress_bar(show: bool, what: str):
     """A rich progress bar over the slots on stderr (compiling first), or None."""
@@ -161,9 +182,10 @@ def _progress_bar(show: bool, what: str):
 def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None, placement_info=None) -> EngineRun:
     """Solve the placement (unless `x_core` is given), then simulate every realisation of every instance."""
     validate_sim(sim)
-    for c in (components.workload, components.channel, components.controller):
-        if hasattr(c, "validate"):
+    for c in (components.workload, components.channel, components.controller, components.failure):
+        if c is not None and hasattr(c, "validate"):
             c.validate()
+    schedules = failure_schedules(scenarios, components.failure, sim)  # names checked before any solve
     seconds = {}
     t0 = time.perf_counter()
     if x_core is None:
@@ -171,10 +193,11 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     seconds["placement"] = time.perf_counter() - t0
     load = float(getattr(components.workload.config, "load", 1.0))
     peak = float(components.workload.peak_factor()) if hasattr(components.workload, "peak_factor") else 1.0
-    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=peak)
-    arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T)
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=peak, failures=failing(components.failure))
+    arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T, schedules)
     params = make_params(
-        sim, load=load, channel=components.channel, workload=components.workload, controller=components.controller
+        sim, load=load, channel=components.channel, workload=components.workload, controller=components.controller,
+        failure=components.failure,
     )
     keys = realisation_keys(int(seed), len(scenarios), int(sim.realisations))
     t0 = time.perf_counter()
@@ -182,7 +205,7 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     chunk = int(sim.chunk_slots) or (max(1, sizes.T // 20) if show else 0)
     with _progress_bar(show, f"{len(scenarios)} x {int(sim.realisations)} realisations, {sizes.T} slots") as progress:
         out = simulate(keys, arrays, params, sizes, components.channel, components.workload, components.controller,
-                       chunk_slots=chunk, progress=progress)
+                       chunk_slots=chunk, progress=progress, failure=components.failure)
         out = jax.tree.map(np.asarray, jax.block_until_ready(out))
     seconds["simulate"] = time.perf_counter() - t0
     overflow = int(np.sum(out["list_overflow"]))
@@ -201,4 +224,5 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
         placement_info=list(placement_info or [{} for _ in scenarios]),
         load=load,
         seconds=seconds,
+        link_up=np.stack([s.link_up for s in schedules]) if schedules is not None else None,
     )

@@ -14,6 +14,7 @@ realisations of one run.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 
 import edgefm  # noqa: F401  (turns on x64)
 from edgefm.scenario import build_scenarios, load_spec
-from edgefm.sim import TRACE_COUNTER, exogenous_samples, simulate
+from edgefm.sim import TRACE_COUNTER, exogenous_samples, failure_samples, simulate
 from edgefm.sim import rollout as _rollout
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, slice_instance, stack_arrays
@@ -33,6 +34,13 @@ from edgefm_channels import NakagamiChannel
 from edgefm_workloads import PoissonWorkload
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# With $EDGEFM_JAX_CACHE set (CI sets a fresh folder), compiled engines go to that on-disk cache, so
+# a program compiled by one test process is loaded, not compiled again, by the other.
+if os.environ.get("EDGEFM_JAX_CACHE", "") not in ("", "0"):
+    from edgefm.cli import enable_compilation_cache
+
+    enable_compilation_cache()
 
 CHANNEL = NakagamiChannel()
 WORKLOAD = PoissonWorkload()
@@ -75,6 +83,14 @@ class EngineCase:
     traces: int  # increase of TRACE_COUNTER["step"] during the simulate call
     new_program: bool  # whether the call added a program to the engine's compile cache
     exo_key: Any = None  # memo key of the exogenous samples (None: not shared)
+    failure: Any = None  # the failure model (None: nothing fails)
+    schedules: Any = None  # its FailureSchedule per instance
+
+    def failures(self):
+        """(node_up [R,T,V], link_up [T,E]) of instance 0 as the reference simulator takes them."""
+        a0 = slice_instance(self.arrays, 0)
+        up = jax.jit(jax.vmap(lambda k: failure_samples(k, a0, self.params, self.sizes, self.failure)))(self.keys[0])
+        return np.asarray(up, bool), np.asarray(self.schedules[0].link_up, bool)
 
     @property
     def R(self) -> int:
@@ -98,20 +114,24 @@ _RUNS: dict = {}
 RUN_LOG: list = []  # every EngineCase made in this session, in order
 
 
-def run_case(scenarios, x_core, sim, *, load, seed, realisations, channel, workload, controller, exo_key=None):
+def run_case(scenarios, x_core, sim, *, load, seed, realisations, channel, workload, controller, exo_key=None,
+             failure=None):
     """Simulate (not memoised); records the trace count and whether a program was compiled."""
-    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0)
-    arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T)
-    params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller)
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0,
+                          failures=failure is not None and failure.active())
+    schedules = None if failure is None else [
+        failure.schedule(sc, total_slots=sizes.T, slot_ms=sim.slot_ms) for sc in scenarios]
+    arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T, schedules)
+    params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller, failure=failure)
     keys = realisation_keys(seed, len(scenarios), realisations)
     traces0, programs0 = TRACE_COUNTER["step"], len(_rollout._COMPILED)
-    out = simulate(keys, arrays, params, sizes, channel, workload, controller)
+    out = simulate(keys, arrays, params, sizes, channel, workload, controller, failure=failure)
     out = jax.tree.map(np.asarray, jax.block_until_ready(out))
     case = EngineCase(
         scenarios=list(scenarios), x_core=list(x_core), sim=sim, load=load, seed=seed, channel=channel,
         workload=workload, controller=controller, sizes=sizes, arrays=arrays, params=params, keys=keys,
         out=out, traces=TRACE_COUNTER["step"] - traces0, new_program=len(_rollout._COMPILED) > programs0,
-        exo_key=exo_key,
+        exo_key=exo_key, failure=failure, schedules=schedules,
     )
     RUN_LOG.append(case)
     return case

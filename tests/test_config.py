@@ -23,8 +23,8 @@ from edgefm.plugins import KINDS, Registry, config_schema, register_configs
 from edgefm.runner import SimSettings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-COMPONENT_GROUPS = KINDS  # placement, controller, channel, workload
-GLOBAL_GROUPS = ("strategy", "variant", "experiment", "sweep", "debug")  # `# @package _global_` deltas
+COMPONENT_GROUPS = KINDS  # placement, controller, channel, workload, failure
+GLOBAL_GROUPS = ("strategy", "variant", "fault", "backbone", "experiment", "sweep", "debug")  # `# @package _global_` deltas
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,9 @@ def test_every_group_has_its_options():
     groups = sorted(p.name for p in CONF.iterdir() if p.is_dir())
     assert groups == sorted(["scenario", *COMPONENT_GROUPS, "sim", "output", *GLOBAL_GROUPS, "hydra"])
     assert options("strategy") == ["ga", "lbrr", "propavg", "proposed"]
-    assert options("experiment") == ["baseline", "fig3_strategies", "fig4_load", "sensitivity", "v_tradeoff"]
+    assert options("experiment") == ["baseline", "fig3_strategies", "fig4_load", "resilience", "sensitivity",
+                                     "v_tradeoff"]
+    assert options("failure") == ["link_down", "node_down", "none", "random"]
     assert sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml")) == [
         "joblib_jax", "ray_cluster", "slurm"]
     assert options("scenario") == ["paper", "small"]
@@ -68,7 +70,7 @@ def test_default_config_is_the_paper_scenario_with_least_loaded_and_lbrr(registr
 
     assert OmegaConf.get_type(cfg) is EdgefmConfig
     assert (cfg.seed, cfg.task, cfg.scenario.name) == (0, "edgefm", "paper")
-    assert [cfg[k].name for k in COMPONENT_GROUPS] == ["least_loaded", "lbrr", "nakagami", "poisson"]
+    assert [cfg[k].name for k in COMPONENT_GROUPS] == ["least_loaded", "lbrr", "nakagami", "poisson", "none"]
     assert cfg.workload.load == 1.0
     assert cfg.hydra.run.dir.startswith("outputs/edgefm/runs/")
     assert cfg.hydra.sweep.dir.startswith("outputs/edgefm/multiruns/")

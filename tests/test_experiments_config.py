@@ -17,7 +17,7 @@ from edgefm.plugins import KINDS, Registry
 from edgefm.sweep import expected_jobs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-EXPERIMENTS = ("fig3_strategies", "fig4_load", "v_tradeoff", "sensitivity")
+EXPERIMENTS = ("fig3_strategies", "fig4_load", "v_tradeoff", "sensitivity", "resilience")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def star(jobs: list[list[str]]) -> list[list[str]]:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_value_of_every_experiment_composes_and_builds_its_components(registry, experiment):
     jobs = job_overrides(experiment)
-    sizes = {"fig3_strategies": 4, "fig4_load": 20, "v_tradeoff": 14, "sensitivity": 13}
+    sizes = {"fig3_strategies": 4, "fig4_load": 20, "v_tradeoff": 14, "sensitivity": 13, "resilience": 24}
     assert len(jobs) == sizes[experiment]
     assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)
     for overrides in star(jobs):
@@ -133,3 +133,40 @@ def test_the_joblib_launcher_config_composes_with_safe_jax_settings():
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     env = cfg.hydra.job.env_set
     assert env.XLA_PYTHON_CLIENT_PREALLOCATE == "false" and "intra_op_parallelism_threads=1" in env.XLA_FLAGS
+
+
+FAULTS = {
+    "none": {"name": "none"},
+    "ES1": {"name": "node_down", "nodes": ["ES1"], "start_ms": 50.0, "duration_ms": None, "isolate": False},
+    "ES2": {"name": "node_down", "nodes": ["ES2"], "start_ms": 50.0, "duration_ms": None, "isolate": False},
+    "ES3": {"name": "node_down", "nodes": ["ES3"], "start_ms": 50.0, "duration_ms": None, "isolate": False},
+    "random_low": {"name": "random", "mtbf_ms": 2000.0, "mttr_ms": 50.0, "nodes": None},
+    "random_high": {"name": "random", "mtbf_ms": 500.0, "mttr_ms": 50.0, "nodes": None},
+}
+BACKBONES = {
+    "no_diversity": ("milp", {"kappa_mode": "off"}),
+    "retention": ("milp", {"sparsity": "global", "kappa_mode": "retention"}),
+    "per_service_2": ("milp", {"sparsity": "per_service", "kappa_mode": "fixed", "kappa": 2}),
+    "least_loaded": ("least_loaded", {}),
+}
+
+
+def test_resilience_crosses_every_backbone_with_every_fault(registry):
+    jobs = {tuple(sorted(o for o in job if not o.startswith("experiment="))) for job in job_overrides("resilience")}
+    assert jobs == {tuple(sorted([f"backbone={b}", f"fault={f}"])) for b in BACKBONES for f in FAULTS}
+    cfg = compose_with(["experiment=resilience"])
+    assert (cfg.controller.name, cfg.scenario.name) == ("proposed", "paper")  # only the placement differs
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_each_fault_is_the_failure_model_it_names(registry, fault):
+    cfg = compose_with([f"fault={fault}"])
+    assert OmegaConf.to_container(cfg.failure) == FAULTS[fault]
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_each_backbone_is_the_placement_it_names(registry, backbone):
+    name, options = BACKBONES[backbone]
+    cfg = compose_with([f"backbone={backbone}"])
+    assert cfg.placement.name == name
+    assert {k: cfg.placement[k] for k in options} == options

@@ -28,7 +28,7 @@ from edgefm.io import (
 )
 
 SIZES = dict(instance=2, realisation=3, slot=4, node=3, service=2, task_type=2, user=2, resource=4,
-             quantile=3, task=5, outcome=2, component=3)
+             quantile=3, task=5, outcome=2, component=3, link=2)
 
 
 def make_coords() -> dict:
@@ -48,6 +48,7 @@ def make_coords() -> dict:
         "task": np.arange(SIZES["task"]),
         "outcome": ["ontime", "late"],
         "component": ["uplink", "network", "light_service"],
+        "link": ["ed0-es0", "ed1-es0"],
     }
 
 

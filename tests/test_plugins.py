@@ -312,7 +312,7 @@ def test_print_plugins_lists_every_kind_in_order():
     assert "<unregistered>" in out.getvalue()
 
 
-def test_hookspecs_follow_the_template_and_the_reserved_hook_is_accepted():
+def test_hookspecs_follow_the_template_and_a_failure_plugin_registers():
     specs = [name for name in dir(hookspecs) if name.startswith("edgefm_")]
     assert {f"edgefm_register_{k}" for k in ("placement_solvers", "controllers", "channel_models",
             "workload_generators", "failure_models")} <= set(specs)
@@ -320,16 +320,23 @@ def test_hookspecs_follow_the_template_and_the_reserved_hook_is_accepted():
     for name in specs:
         doc = getattr(hookspecs, name).__doc__
         assert "Called:" in doc and "Runs on:" in doc and "Returns:" in doc, name
-    assert sorted(KINDS) == ["channel", "controller", "placement", "workload"]
+    assert sorted(KINDS) == ["channel", "controller", "failure", "placement", "workload"]
+
+    from edgefm.interfaces import AbstractFailureModel
+
+    class Blackout(AbstractFailureModel):
+        name = "blackout"
 
     class FailurePlugin:
         @edgefm.hookimpl
         def edgefm_register_failure_models(self):
-            return []
+            return [Blackout]
 
     pm = fresh_plugin_manager(FailurePlugin())
     pm.check_pending()
-    assert len(Registry.from_plugin_manager(pm)) == 0
+    registry = Registry.from_plugin_manager(pm)
+    assert registry.names("failure") == ["blackout"]
+    assert registry.resolve("failure", "blackout") is Blackout
 
 
 def test_trace_plugins_writes_to_stderr(site, monkeypatch, capsys):

@@ -17,14 +17,12 @@ from pathlib import Path
 import xarray as xr
 
 from edgefm.errors import ConfigError
+from edgefm.io.variables import DIMS
 
 __all__ = ["RUN_DIMS", "atomic_path", "data_file", "group_dims", "open_results"]
 
 # The dimensions of one job's results; any other dimension is a swept (group) dimension.
-RUN_DIMS: tuple[str, ...] = (
-    "instance", "realisation", "slot", "node", "service", "task_type", "user", "resource",
-    "quantile", "task", "outcome", "component",
-)
+RUN_DIMS: tuple[str, ...] = tuple(DIMS)
 SWEEP_FILE = "sweep.nc"
 RUN_FILE = "results.nc"
 _ACCEPTED = (

@@ -12,6 +12,8 @@ or returns None when the data do not allow the figure:
 - `dim_curve`: mean on-time rate vs any other numeric group dim (`curve_dims`).
 - `violation_plot`: the pooled delay-bound violation rate vs ε (or, with a single ε, per cell
   with ε marked).
+- `resilience`: mean on-time rate (95 % intervals) and stages lost per failure case (``fault``), one
+  bar per core placement (``backbone``) — experiment ``resilience``.
 
 In the curves, one line per value of the series dim: the category dim (`category_dim`), or else the
 first other group dim with 2 to `MAX_SERIES` values; group dims that are neither the x axis nor the lines are held
@@ -39,6 +41,7 @@ __all__ = [
     "curve_dims",
     "dim_curve",
     "load_curves",
+    "resilience",
     "v_tradeoff",
     "violation_plot",
     "violins",
@@ -343,4 +346,41 @@ def violation_plot(ds: xr.Dataset, path: str | os.PathLike) -> Path | None:
         ax.set_xticks(pos, labels, rotation=30 if tilt else 0, ha="right" if tilt else "center")
     ax.set_ylabel("violation rate")
     ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Failures
+
+
+@_styled
+def resilience(ds: xr.Dataset, path: str | os.PathLike, x: str = "fault", bars: str = "backbone") -> Path | None:
+    """Grouped bars: the mean on-time rate (95 % interval) and the mean number of stages lost per
+    failure case `x`, one bar per value of `bars` (other group dims held at their first value);
+    None unless both are group dims."""
+    gdims = group_dims(ds)
+    if x not in gdims or bars not in gdims:
+        return None
+    ds, note = _hold_first(ds, {x, bars})
+    panels = [("ontime_rate", "on-time rate")]
+    if "jobs_lost" in ds:
+        panels.append(("jobs_lost", "stages lost (per realisation)"))
+    fig, axes = _figure(1, len(panels), _title(f"On-time rate per {x}, one bar per {bars}", note), wide=True)
+    nx, nb = ds.sizes[x], ds.sizes[bars]
+    width = 0.8 / nb
+    for col, (name, ylabel) in enumerate(panels):
+        ax = axes[0, col]
+        for j in range(nb):
+            sub = ds.isel({bars: [j]})
+            da = sub[name].sum("slot") if "slot" in sub[name].dims else sub[name]
+            table = _stats(da, sub)  # one row per value of x, in order
+            mean = table["mean"].to_numpy()
+            half = np.nan_to_num((table["ci_high"] - table["ci_low"]).to_numpy() / 2)
+            ax.bar(np.arange(nx) + (j - (nb - 1) / 2) * width, mean, width, yerr=half, capsize=2,
+                   label=_label(ds[bars].values[j]))
+        ax.set_xticks(range(nx), [_label(v) for v in ds[x].values], rotation=20 if nx > 4 else 0)
+        ax.set_xlabel(x)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(title=bars)
     return _save(fig, path)

@@ -45,6 +45,7 @@ def figures(ds: xr.Dataset, out_dir: str | os.PathLike) -> dict[str, Path]:
         "v_tradeoff": plots.v_tradeoff(ds, out / "v_tradeoff.png"),
         **{f"ontime_vs_{d}": plots.dim_curve(ds, d, out / f"ontime_vs_{d}.png") for d in plots.curve_dims(ds)},
         "violation": plots.violation_plot(ds, out / "violations.png"),
+        "resilience": plots.resilience(ds, out / "resilience.png"),
     }
     return {name: path for name, path in written.items() if path is not None}
 

@@ -68,6 +68,7 @@ class EdgefmConfig:
     controller: Any = MISSING  # controller (tier 2)
     channel: Any = MISSING  # uplink channel model
     workload: Any = MISSING  # task-arrival generator
+    failure: Any = MISSING  # node/link failure model (docs/SEMANTICS.md §12)
     sim: SimConfig = field(default_factory=SimConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

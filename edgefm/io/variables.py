@@ -40,6 +40,7 @@ DIMS: dict[str, str] = {
     "task": "task id, in arrival order (per-task records, with output.task_records)",
     "outcome": "finished task outcome: ontime or late",
     "component": "part of a task's critical path (docs/SEMANTICS.md §11)",
+    "link": "network link, named by its end nodes (docs/SEMANTICS.md §12)",
 }
 
 _CORE_OWNER = "edgefm core"
@@ -110,6 +111,7 @@ def _rows() -> list[Variable]:
         V("quantile", ("quantile",), "1", "quantile level in [0, 1]", "float64", "coord"),
         V("task", ("task",), "1", "task id in arrival order", "int64", "coord"),
         V("outcome", ("outcome",), "", "finished task outcome: ontime or late", _STR, "coord"),
+        V("link", ("link",), "", "link, named by its end nodes (a-b), in the scenario's link order", _STR, "coord"),
         V("component", ("component",), "",
           "part of a task's critical path: uplink, network, core/light dispatch wait, queue, service",
           _STR, "coord"),
@@ -153,6 +155,11 @@ def _rows() -> list[Variable]:
         # ---- per (instance, realisation, slot) -----------------------------------------------
         V("cost_light_slot", (I, R, "slot"), price, "cost of light instances in the slot", "float64"),
         V("tasks_in_flight", (I, R, "slot"), tasks, "tasks in flight at the end of the slot", "int64"),
+        # ---- failures (docs/SEMANTICS.md §12) --------------------------------------------------
+        V("node_up", (I, R, "slot", "node"), "1", "1 if the node was up (computing) in the slot, else 0", "int8"),
+        V("link_up", (I, "slot", "link"), "1", "1 if the link was up in the slot, else 0", "int8"),
+        V("jobs_lost", (I, R, "slot"), "stages",
+          "stages lost at the slot's boundary because their node was down (re-dispatched)", "int64"),
         # ---- placement and control -----------------------------------------------------------
         V("x_core", (I, "node", "service"), "instances", "core instances placed (x^core)", "int64"),
         V("x_light", (I, R, "slot", "node", "service"), "instances",

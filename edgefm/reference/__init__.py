@@ -12,7 +12,7 @@ from edgefm.reference.algorithm1 import (
     virtual_queue,
 )
 from edgefm.reference.controllers import CONTROLLERS, LightDecision, LightObservation, WaitingStage, lbrr
-from edgefm.reference.network import shortest_path_delays
+from edgefm.reference.network import NetworkDelays, shortest_path_delays
 from edgefm.reference.placement import least_loaded_placement
 from edgefm.reference.simulator import BREAKDOWN_COMPONENTS, ReferenceResult, simulate_reference
 
@@ -27,6 +27,7 @@ __all__ = [
     "Algorithm1Params",
     "LightDecision",
     "LightObservation",
+    "NetworkDelays",
     "ReferenceResult",
     "ServiceEvaluation",
     "WaitingStage",

@@ -341,11 +341,13 @@ def evaluate_service(
         if not scores:
             deferred.append(w_idx)
             continue
+        # an instance on a node the stage's input cannot reach (data-ready time inf, SEMANTICS §12)
+        # scores inf: it is never chosen, and a stage whose best score is inf is deferred below
         best_score = min(score for score, _, _ in scores)
         tied = [(occupancy[(v, k)], v * num_slots + k) for score, v, k in scores if score <= best_score + SCORE_TIE]
         _, flat = min(tied)  # lowest occupancy, then lowest flat index v·X + k
         v, k = divmod(flat, num_slots)
-        if best_score < defer_cost:
+        if math.isfinite(best_score) and best_score < defer_cost:
             occupancy[(v, k)] += 1
             placed.append((w_idx, v, k))
         else:
@@ -391,15 +393,16 @@ def algorithm1(
 ) -> tuple[LightDecision, dict[str, Any]]:
     """Algorithm 1 at boundary ``obs.t`` with the virtual queues ``H`` (task id → H_j(t)).
 
-    X starts as the busy light instances; while some candidate (m, v) (m has a waiting stage, (v, m)
-    has a free instance slot, and one more instance of m fits on v next to the core instances and
-    the light instances in X, Eq. 8) lowers Φ by more than tol = 1e-9·(1 + |Φ(X)|), the one of
-    lowest (m, v) among those within tol of the best Δ is added in the lowest free slot k; at most
-    ``params.max_steps`` times. Returns the decision of §9 step 4 and ``info`` with ``objective``
-    (Φ of the final X, V·C_light included), ``steps``, ``phi`` (Φ_m per light service),
-    ``cost_light`` (Σ C_m), ``placed`` and ``deferred`` (stage counts). The decision states, for
-    each assigned stage, the delay bound g(o_final) of §11 (``LightDecision.bounds``), also with
-    ``params.instance_ready = 1`` (the drain term is not part of the bound)."""
+    X starts as the busy light instances; while some candidate (m, v) (m has a waiting stage, v is
+    up in slot t (SEMANTICS §12, ``obs.node_up``), (v, m) has a free instance slot, and one more
+    instance of m fits on v next to the core instances and the light instances in X, Eq. 8) lowers Φ
+    by more than tol = 1e-9·(1 + |Φ(X)|), the one of lowest (m, v) among those within tol of the
+    best Δ is added in the lowest free slot k; at most ``params.max_steps`` times. Returns the
+    decision of §9 step 4 and ``info`` with ``objective`` (Φ of the final X, V·C_light included),
+    ``steps``, ``phi`` (Φ_m per light service), ``cost_light`` (Σ C_m), ``placed`` and ``deferred``
+    (stage counts). The decision states, for each assigned stage, the delay bound g(o_final) of §11
+    (``LightDecision.bounds``), also with ``params.instance_ready = 1`` (the drain term is not part
+    of the bound)."""
     sc = obs.scenario
     num_nodes, num_services, num_slots = sc.num_nodes, sc.num_services, obs.max_light_instances
     expected = (num_nodes, num_services, num_slots)
@@ -409,6 +412,7 @@ def algorithm1(
     tables = service_delay_tables(obs, params)
     waiting_services = {w.service for w in obs.waiting}
     drain = instance_drains(obs) if params.instance_ready else None  # FIFOs before this boundary's assignments
+    node_up = obs.nodes_up()
 
     members = np.asarray(obs.occupancy) > 0  # step 2: the busy light instances
     evaluations = {
@@ -426,6 +430,8 @@ def algorithm1(
                 continue
             current = _members(members, num_nodes, m, num_slots)
             for v in range(num_nodes):
+                if not node_up[v]:
+                    continue  # §12: no instance is started on a down node
                 free = [k for k in range(num_slots) if not members[v, m, k]]
                 if not free or not fits(used[v], sc.resource[m], sc.capacity[v]):
                     continue

@@ -49,6 +49,16 @@ class LightObservation:
     # [V,M,X] ms, an alternative to ``fifo``: the predicted drain time of each light instance (§9),
     # precomputed (e.g. the engine's observation); used only when ``fifo`` is None
     drain: np.ndarray | None = None
+    # [V] bool: the nodes up during slot t (SEMANTICS.md §12); None: every node is up. The simulator
+    # keeps no light instance on a down node and refuses an assignment to one, or to a node where the
+    # stage's data-ready time is inf (unreachable)
+    node_up: np.ndarray | None = None
+
+    def nodes_up(self) -> np.ndarray:
+        """[V] bool: ``node_up``, or every node when it is None."""
+        if self.node_up is None:
+            return np.ones(self.scenario.num_nodes, dtype=bool)
+        return np.asarray(self.node_up, dtype=bool)
 
 
 @dataclass
@@ -78,8 +88,12 @@ def resource_usage(scenario, x_core: np.ndarray, light_exists: np.ndarray) -> np
 
 
 def lbrr(obs: LightObservation, state):
-    """SEMANTICS.md §6: least-loaded scaling, round-robin routing (states no delay bounds, §11)."""
+    """SEMANTICS.md §6: least-loaded scaling, round-robin routing (states no delay bounds, §11).
+
+    With failures (§12) an instance is started only on a node that is up, and routing skips an
+    instance on whose node the stage's data-ready time is inf (its input cannot reach it)."""
     scenario = obs.scenario
+    node_up = obs.nodes_up()
     num_nodes = scenario.num_nodes
     num_slots = obs.max_light_instances
     y_max = obs.y_max
@@ -104,8 +118,8 @@ def lbrr(obs: LightObservation, state):
 
         # 2. start instances until the free slots cover the waiting stages
         while free < num_waiting:
-            has_free_slot = [not bool(np.all(exists[v, m])) for v in range(num_nodes)]
-            v = least_loaded_node(used, scenario.resource[m], scenario.capacity, allowed=has_free_slot)
+            allowed = [bool(node_up[v]) and not bool(np.all(exists[v, m])) for v in range(num_nodes)]
+            v = least_loaded_node(used, scenario.resource[m], scenario.capacity, allowed=allowed)
             if v is None:
                 break
             k = next(k for k in range(num_slots) if not exists[v, m, k])
@@ -117,10 +131,11 @@ def lbrr(obs: LightObservation, state):
         total = num_nodes * num_slots
         p = pointer.get(m, 0)
         for w_idx in waiting_m:
+            reachable = np.isfinite(obs.waiting[w_idx].data_ready)
             for step in range(total):
                 i = (p + step) % total
                 v, k = divmod(i, num_slots)
-                if exists[v, m, k] and occupancy[v, m, k] < y_max:
+                if exists[v, m, k] and occupancy[v, m, k] < y_max and reachable[v]:
                     assignment.append((w_idx, v, k))
                     occupancy[v, m, k] += 1
                     p = (i + 1) % total

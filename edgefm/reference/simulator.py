@@ -13,7 +13,7 @@ import numpy as np
 
 from edgefm.errors import ConfigError
 from edgefm.reference.controllers import CONTROLLERS, LightObservation, WaitingStage
-from edgefm.reference.network import forwarding_delays, transfer_delays
+from edgefm.reference.network import NetworkDelays
 
 CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
 
@@ -59,6 +59,9 @@ class ReferenceResult:
     light_bounded: np.ndarray  # [M] int: counted stages with a stated bound, per service (0 for core)
     light_violations: np.ndarray  # [M] int: counted stages that broke their bound, per service
     task_breakdown: np.ndarray  # [J,8] float ms: latency split by BREAKDOWN_COMPONENTS, nan if not finished
+    # SEMANTICS.md §12 failures
+    jobs_lost: np.ndarray  # [T] int: stages lost at each boundary (on nodes down in that slot)
+    invalid_actions: int  # controller assignments refused (to a down node, or one the input cannot reach)
 
     @property
     def ontime_rate(self) -> float:
@@ -82,6 +85,20 @@ class _Stage:
         self.data_ready: float | None = None  # r_s on its node
         self.start: float | None = None  # σ_s: core start of §2.5, light first start of §2.7
         self.bound = math.nan  # b_s stated by the controller (light only), nan = none
+        self.xfer: np.ndarray | None = None  # [M,V,V] transfer delays of its dispatch boundary (§12)
+
+    def lose(self, t: int) -> None:
+        """SEMANTICS.md §12 step 1b: undispatched again (no node, finish, start or bound) and ready
+        again at boundary t. A light stage's remaining work is a_m again (its job is discarded)."""
+        self.dispatched = False
+        self.node = -1
+        self.finish = None
+        self.dispatch_slot = None
+        self.data_ready = None
+        self.start = None
+        self.bound = math.nan
+        self.xfer = None
+        self.ready_slot = t
 
 
 class _Task:
@@ -111,6 +128,7 @@ class _CoreInstance:
         self.node = node
         self.service = service
         self.free = 0.0  # finish time of the last job queued on it
+        self.jobs: list[_Stage] = []  # core stages dispatched to it that were not done at the last boundary
 
 
 def _done(stage: _Stage, now: float) -> bool:
@@ -135,24 +153,27 @@ def _bound_outcome(stage: _Stage, horizon: float, slot_ms: float) -> tuple[bool,
     return False, False
 
 
-def _critical_parent(task: _Task, stage: _Stage, xfer: np.ndarray) -> _Stage:
-    """The parent p maximising finish_p + xfer_{m(p)}(node_p → node_s); ties: first in the parent list."""
+def _critical_parent(task: _Task, stage: _Stage) -> _Stage:
+    """The parent p maximising finish_p + xfer_{m(p)}(node_p → node_s); ties: first in the parent list.
+
+    xfer is the transfer table of the boundary at which the stage was (last) dispatched (§12)."""
     best, best_time = None, -math.inf
     for p in stage.parents:
         parent = task.stages[p]
-        arrival_time = parent.finish + float(xfer[parent.service, parent.node, stage.node])
+        arrival_time = parent.finish + float(stage.xfer[parent.service, parent.node, stage.node])
         if best is None or arrival_time > best_time:
             best, best_time = parent, arrival_time
     return best
 
 
-def _latency_breakdown(task: _Task, sink: _Stage, xfer: np.ndarray, slot_ms: float) -> np.ndarray:
+def _latency_breakdown(task: _Task, sink: _Stage, slot_ms: float) -> np.ndarray:
     """[8] ms: a finished task's latency split along its critical path (§11, BREAKDOWN_COMPONENTS).
 
     For each stage on the path from the sink back to a root: dispatch wait = max(t_sΔt, r_s) − r_s,
     queue = σ_s − max(t_sΔt, r_s), service = f_s − σ_s (core_* or light_* by its service); the
     transfer from the critical parent, r_s − f_p, goes to network. The root adds uplink =
-    uplink_end − arrival and network += r_root − uplink_end."""
+    uplink_end − arrival and network += r_root − uplink_end. A re-dispatched stage (§12) is measured
+    from its last dispatch: t_s, r_s and σ_s are those of that dispatch."""
     parts = dict.fromkeys(BREAKDOWN_COMPONENTS, 0.0)
     stage = sink
     while True:
@@ -165,10 +186,23 @@ def _latency_breakdown(task: _Task, sink: _Stage, xfer: np.ndarray, slot_ms: flo
             parts["uplink"] += task.uplink_end - task.arrival
             parts["network"] += stage.data_ready - task.uplink_end
             break
-        parent = _critical_parent(task, stage, xfer)
+        parent = _critical_parent(task, stage)
         parts["network"] += stage.data_ready - parent.finish
         stage = parent
     return np.array([parts[name] for name in BREAKDOWN_COMPONENTS], dtype=float)
+
+
+# ------------------------------------------------------------------------------------------------
+def _failure_array(name: str, value, shape: tuple[int, int], meaning: str) -> np.ndarray:
+    """``value`` as a bool array of ``shape`` (all True when None), or a ConfigError naming ``name``."""
+    if value is None:
+        return np.ones(shape, dtype=bool)
+    array = np.asarray(value)
+    if array.dtype != bool:
+        raise ConfigError(f"{name}.dtype", str(array.dtype), f"bool, true iff {meaning}")
+    if array.shape != shape:
+        raise ConfigError(f"{name}.shape", array.shape, f"{shape}")
+    return array
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,8 +221,14 @@ def simulate_reference(
     max_light_instances: int = 8,
     buffer_capacity: int = 10**9,
     controller="lbrr",
+    node_up=None,
+    link_up=None,
 ) -> ReferenceResult:
-    """Simulate one realisation; see docs/SEMANTICS.md for the meaning of every step."""
+    """Simulate one realisation; see docs/SEMANTICS.md for the meaning of every step.
+
+    ``node_up`` [T,V] bool (node v up during slot t) and ``link_up`` [T,E] bool (link e, in the order
+    of ``scenario.link_ends``, up during slot t) are the failures of SEMANTICS.md §12; None means
+    everything is up, which changes nothing."""
     sc = scenario
     V, M, N, U, S = sc.num_nodes, sc.num_services, sc.num_types, sc.num_users, sc.max_stages
     T, X = int(total_slots), int(max_light_instances)
@@ -218,9 +258,11 @@ def simulate_reference(
         raise ConfigError("light_rate.shape", light_rate.shape, f"({T}, {V}, {len(light_ids)}, {X})")
     if np.any(x_core[:, light_ids] != 0):
         raise ConfigError("x_core", "light columns", "core instances of core services only")
+    E = len(sc.link_ends)
+    node_up = _failure_array("node_up", node_up, (T, V), "node v is up during slot t ([t, v])")
+    link_up = _failure_array("link_up", link_up, (T, E), "link e of scenario.link_ends is up during slot t ([t, e])")
 
-    fwd = forwarding_delays(sc)  # [N,V,V]
-    xfer = transfer_delays(sc)  # [M,V,V]
+    network = NetworkDelays(sc)  # the delay tables of each distinct link state (§4, §12)
 
     # core instances, indexed by node ascending, then service ascending, then copy
     core_instances: list[_CoreInstance] = []
@@ -241,9 +283,12 @@ def simulate_reference(
     x_light = np.zeros((T, V, M), dtype=int)
     cost_light_per_slot = np.zeros(T, dtype=float)
     capacity_violations = 0
+    jobs_lost = np.zeros(T, dtype=int)
+    invalid_actions = 0
 
-    def data_ready(task: _Task, stage: _Stage, v: int) -> float:
-        """Time the input of ``stage`` is available on node v (SEMANTICS.md §2 step 3)."""
+    def data_ready(task: _Task, stage: _Stage, v: int, fwd: np.ndarray, xfer: np.ndarray) -> float:
+        """Time the input of ``stage`` is available on node v (SEMANTICS.md §2 step 3), with the delay
+        tables of the current boundary (§12: inf where no path of up links reaches v)."""
         if not stage.parents:
             g = int(sc.user_gateway[task.user])
             return task.uplink_end + float(fwd[task.type, g, v])
@@ -256,6 +301,8 @@ def simulate_reference(
     for t in range(T):
         now = t * dt
         slot_end = (t + 1) * dt
+        up = node_up[t]  # [V] bool
+        fwd, xfer = network.tables(link_up[t])  # [N,V,V], [M,V,V]: the delays of boundary t
 
         # 1. completion observed
         still = []
@@ -268,6 +315,26 @@ def simulate_reference(
         in_flight = still
         for key in fifo:
             fifo[key] = [job for job in fifo[key] if not _done(job.stage, now)]
+        for inst in core_instances:
+            inst.jobs = [stage for stage in inst.jobs if not _done(stage, now)]
+
+        # 1b. failures (§12): on every node down in slot t, the core stages not done and every job in
+        # a light FIFO are lost; they are ready again at this boundary, with ready_slot = t
+        for inst in core_instances:
+            if up[inst.node] or not inst.jobs:
+                continue
+            for stage in inst.jobs:
+                stage.lose(t)
+                jobs_lost[t] += 1
+            inst.jobs = []
+            inst.free = now
+        for (v, m, k), jobs in fifo.items():
+            if up[v]:
+                continue
+            for job in jobs:
+                job.stage.lose(t)
+                jobs_lost[t] += 1
+            fifo[(v, m, k)] = []
 
         # 2. arrivals
         if t < arrival_slots:
@@ -302,16 +369,18 @@ def simulate_reference(
                 waiting.append((stage.ready_slot, task.id, stage.index, task, stage))
         waiting.sort(key=lambda item: item[:3])
 
-        # 5. core dispatch
+        # 5. core dispatch (§12: only on nodes up in slot t, with a finite start)
         for _, _, _, task, stage in waiting:
             if not stage.is_core:
                 continue
             m = stage.service
             best, best_key, best_start = None, None, None
             for inst in core_instances:
-                if inst.service != m:
+                if inst.service != m or not up[inst.node]:
                     continue
-                ready_v = data_ready(task, stage, inst.node)
+                ready_v = data_ready(task, stage, inst.node, fwd, xfer)
+                if math.isinf(ready_v):
+                    continue  # its input cannot reach this node now: the transfer waits
                 if core_dispatch == "earliest_start":
                     start = max(now, ready_v, inst.free)
                     key = (start, inst.index)
@@ -326,12 +395,14 @@ def simulate_reference(
                 continue  # waits for a later boundary
             finish = best_start + float(sc.work[m]) / float(sc.core_rate[m])
             best.free = finish
+            best.jobs.append(stage)
             stage.dispatched = True
             stage.node = best.node
             stage.finish = finish
             stage.dispatch_slot = t
-            stage.data_ready = data_ready(task, stage, best.node)
+            stage.data_ready = data_ready(task, stage, best.node, fwd, xfer)
             stage.start = best_start
+            stage.xfer = xfer
 
         # 6. light decision
         light_waiting = [(task, stage) for _, _, _, task, stage in waiting if not stage.is_core]
@@ -347,7 +418,7 @@ def simulate_reference(
                 ready_slot=stage.ready_slot,
                 arrival=task.arrival,
                 deadline=float(sc.deadline[task.type]),
-                data_ready=np.array([data_ready(task, stage, v) for v in range(V)]),
+                data_ready=np.array([data_ready(task, stage, v, fwd, xfer) for v in range(V)]),
             )
             for task, stage in light_waiting
         ]
@@ -363,11 +434,13 @@ def simulate_reference(
             max_light_instances=X,
             # the FIFOs at this boundary (done jobs already removed, step 1), for the drain times of §9
             fifo={key: [(job.remaining, job.data_ready) for job in jobs] for key, jobs in fifo.items()},
+            node_up=up.copy(),
         )
         decision, controller_state = control(obs, controller_state)
-        alive = np.asarray(decision.alive, dtype=bool)
+        alive = np.array(decision.alive, dtype=bool)
         if alive.shape != (V, M, X):
             raise ValueError(f"controller returned alive of shape {alive.shape}, expected {(V, M, X)}")
+        alive[~up] = False  # §12: no light instance exists on a down node
         if np.any(alive[:, sc.service_is_core, :]):
             raise ValueError("controller made a core service's light instance alive")
         if np.any((occupancy > 0) & ~alive):
@@ -392,17 +465,21 @@ def simulate_reference(
             seen.add(w_idx)
             task, stage = light_waiting[w_idx]
             m = stage.service
+            if not up[v] or math.isinf(obs_waiting[w_idx].data_ready[v]):
+                invalid_actions += 1  # §12: refused, the stage keeps waiting
+                continue
             if not alive[v, m, k]:
                 raise ValueError(f"controller routed a stage to a stopped instance {(v, m, k)}")
             if len(fifo[(v, m, k)]) >= min(int(parallelism[v, m]), int(y_max)):
                 raise ValueError(f"controller overfilled light instance {(v, m, k)}")
-            job = _LightJob(task, stage, float(sc.work[m]), data_ready(task, stage, v))
+            job = _LightJob(task, stage, float(sc.work[m]), data_ready(task, stage, v, fwd, xfer))
             fifo[(v, m, k)].append(job)
             stage.dispatched = True
             stage.node = v
             stage.dispatch_slot = t
             stage.data_ready = job.data_ready
             stage.bound = math.nan if bound is None else float(bound)
+            stage.xfer = xfer
 
         # 7. light execution in slot t
         for (v, m, k), jobs in fifo.items():
@@ -482,7 +559,7 @@ def simulate_reference(
         sink = task.stages[int(sc.sink_stage[task.type])]
         if sink.finish is not None and sink.finish <= horizon:
             task_finish[task.id] = sink.finish
-            task_breakdown[task.id] = _latency_breakdown(task, sink, xfer, dt)
+            task_breakdown[task.id] = _latency_breakdown(task, sink, dt)
             if sink.finish - task.arrival <= float(sc.deadline[task.type]):
                 ontime += 1
             else:
@@ -522,4 +599,6 @@ def simulate_reference(
         light_bounded=light_bounded,
         light_violations=light_violations,
         task_breakdown=task_breakdown,
+        jobs_lost=jobs_lost,
+        invalid_actions=invalid_actions,
     )

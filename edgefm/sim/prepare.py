@@ -23,11 +23,34 @@ def core_instance_list(x_core: np.ndarray):
     return np.asarray(nodes, np.int32), np.asarray(services, np.int32)
 
 
-def scenario_arrays(sc: Scenario, x_core: np.ndarray, Ic: int, total_slots: int) -> dict[str, np.ndarray]:
+def network_states(link_up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct link states of a schedule ``link_up`` [T,E]: (states [G,E] bool, in order of first
+    appearance, and index [T] int of each slot's state)."""
+    states: list[tuple] = []
+    index = np.zeros(link_up.shape[0], np.int32)
+    for t, row in enumerate(np.asarray(link_up, bool)):
+        key = tuple(row.tolist())
+        if key not in states:
+            states.append(key)
+        index[t] = states.index(key)
+    return np.asarray(states, bool).reshape(len(states), link_up.shape[1]), index
+
+
+def scenario_arrays(sc: Scenario, x_core: np.ndarray, Ic: int, total_slots: int, schedule=None,
+                    num_states: int = 1) -> dict[str, np.ndarray]:
+    """The traced arrays of one instance; ``schedule`` is its `FailureSchedule` (None: nothing
+    fails) and ``num_states`` pads the network states to a common count G."""
     light = sc.light_services
     light_index = np.full(sc.num_services, -1, np.int32)
     light_index[light] = np.arange(len(light))
     xfer, fwd = transfer_tables(sc)
+    E = int(np.asarray(sc.link_ends).shape[0])
+    node_up = np.ones((total_slots, sc.num_nodes), bool) if schedule is None else np.asarray(schedule.node_up, bool)
+    link_up = np.ones((total_slots, E), bool) if schedule is None else np.asarray(schedule.link_up, bool)
+    random_nodes = np.zeros(sc.num_nodes, bool) if schedule is None else np.asarray(schedule.random_nodes, bool)
+    states, net_state = network_states(link_up)
+    tables = [transfer_tables(sc, up) for up in states]
+    tables += [tables[0]] * (num_states - len(tables))
     ci_node, ci_service = core_instance_list(x_core)
     pad = Ic - len(ci_node)
     cost_run = sc.cost_maintain + sc.cost_payload
@@ -62,17 +85,26 @@ def scenario_arrays(sc: Scenario, x_core: np.ndarray, Ic: int, total_slots: int)
         ci_node=np.concatenate([ci_node, np.zeros(pad, np.int32)]),
         ci_service=np.concatenate([ci_service, np.full(pad, -1, np.int32)]),
         core_cost_total=np.asarray(core_cost),
+        xfer_states=np.stack([np.asarray(x, float) for x, _ in tables]),
+        fwd_states=np.stack([np.asarray(f, float) for _, f in tables]),
+        net_state=net_state,
+        node_sched=node_up,
+        random_nodes=random_nodes,
     )
 
 
-def stack_arrays(scenarios, placements, Ic: int, total_slots: int) -> ScenarioArrays:
-    """ScenarioArrays with a leading instance axis."""
-    per = [scenario_arrays(sc, x, Ic, total_slots) for sc, x in zip(scenarios, placements)]
+def stack_arrays(scenarios, placements, Ic: int, total_slots: int, schedules=None) -> ScenarioArrays:
+    """ScenarioArrays with a leading instance axis (``schedules``: a `FailureSchedule` per instance)."""
+    schedules = [None] * len(scenarios) if schedules is None else list(schedules)
+    G = max(1 if s is None else len(network_states(s.link_up)[0]) for s in schedules)
+    per = [scenario_arrays(sc, x, Ic, total_slots, s, G) for sc, x, s in zip(scenarios, placements, schedules)]
     return ScenarioArrays(**{k: jnp.asarray(np.stack([p[k] for p in per])) for k in per[0]})
 
 
-def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float) -> SimSizes:
-    """Static sizes from the scenarios and the `sim` config (see README, "Buffers and lists")."""
+def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float, failures: bool = False) -> SimSizes:
+    """Static sizes from the scenarios and the `sim` config (see README, "Buffers and lists").
+    With ``failures`` the per-boundary lists hold the whole buffer: a node that fails can send every
+    stage queued on it back to the waiting queues at once (docs/SEMANTICS.md §12)."""
     sc0 = scenarios[0]
     dt = float(sim.slot_ms)
     T_arr = int(round(sim.arrival_ms / dt))
@@ -89,7 +121,7 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     B = min(B, J)
     # stages that become ready at one boundary: arrivals' roots plus the children of a slot's
     # completions, which can be many when a backlog clears
-    Ln = max(4 * A, B // 4)
+    Ln = B if failures else max(4 * A, B // 4)
     # under earliest_start every ready core stage is dispatched at once; under idle_only they queue
     Lc = int(sim.max_core_ready) or (Ln if sim.core_dispatch == "earliest_start" else B)
     Lw = int(sim.max_light_waiting) or B
@@ -119,7 +151,7 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     )
 
 
-def make_params(sim, *, load: float, channel, workload, controller) -> SimParams:
+def make_params(sim, *, load: float, channel, workload, controller, failure=None) -> SimParams:
     def leaves(d):
         return {k: jnp.asarray(v) for k, v in d.items()}
 
@@ -130,6 +162,7 @@ def make_params(sim, *, load: float, channel, workload, controller) -> SimParams
         channel=leaves(channel.params()),
         workload=leaves(workload.params()),
         controller=leaves(controller.params()),
+        failure=leaves(failure.params()) if failure is not None else {},
     )
 
 

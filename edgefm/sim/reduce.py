@@ -85,6 +85,8 @@ def summarise(st, series, arrays, params, sizes):
         "parallelism": series["parallelism"],
         "arrivals": series["arrivals"],
         "uplink_rate": series["uplink_rate"],
+        "node_up": series["node_up"],
+        "jobs_lost": series["jobs_lost"],
         "task_finish": st.out_finish,
         "task_arrival": st.out_arrival,
         "task_type": st.out_type,

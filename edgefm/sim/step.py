@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from edgefm.sim.keys import STREAM_CONTROLLER, draw_slot, stream
+from edgefm.sim.keys import STREAM_CONTROLLER, STREAM_FAILURES, draw_slot, stream
 from edgefm.sim.types import Action, Observation, ScenarioArrays, SimSizes, resource_usage
 
 INF = jnp.inf
@@ -85,9 +85,10 @@ class SimState(eqx.Module):
     breakdown: jax.Array  # [2,C] ms: sums of the critical-path components of finished tasks (ontime, late)
     workload_state: Any
     controller_state: Any
+    failure_state: Any = ()
 
 
-def init_state(sizes: SimSizes, workload_state, controller_state) -> SimState:
+def init_state(sizes: SimSizes, workload_state, controller_state, failure_state=()) -> SimState:
     B, S, J, I, Q = sizes.B, sizes.S, sizes.J, sizes.V * sizes.Ml * sizes.X, sizes.Q
     return SimState(
         alive=jnp.zeros(B, bool),
@@ -129,6 +130,7 @@ def init_state(sizes: SimSizes, workload_state, controller_state) -> SimState:
         breakdown=jnp.zeros((2, len(BREAKDOWN_COMPONENTS))),
         workload_state=workload_state,
         controller_state=controller_state,
+        failure_state=failure_state,
     )
 
 
@@ -155,10 +157,12 @@ def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fi
     )
 
 
-def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes):
+def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms=None):
     """[B,C] ms: each task's latency split along its critical path (SEMANTICS §11; meaningful for
     tasks whose sink has finished). From the sink, the critical parent maximises its finish plus
-    the transfer of its output to the child's node (ties: the first parent in the list)."""
+    the transfer of its output to the child's node (ties: the first parent in the list). With
+    ``slot_ms`` (failures, SEMANTICS §12) the transfer delays are those of the network state of
+    the slot in which the child was dispatched."""
     B, S = sizes.B, sizes.S
     rows = jnp.arange(B)
     n = st.ttype
@@ -181,7 +185,12 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
         psvc = jnp.clip(arrays.stage_service[n[:, None], parc], 0)
         pfin = st.finish[rows[:, None], parc]
         here = jnp.clip(st.node[rows, cur], 0)
-        arrive = jnp.where(par >= 0, pfin + arrays.xfer[psvc, pnode, here[:, None]], -INF)
+        if slot_ms is None:
+            xfer = arrays.xfer[psvc, pnode, here[:, None]]
+        else:
+            slot = jnp.clip(jnp.round(st.disp[rows, cur] / slot_ms).astype(INT), 0, sizes.T - 1)
+            xfer = arrays.xfer_states[arrays.net_state[slot][:, None], psvc, pnode, here[:, None]]
+        arrive = jnp.where(par >= 0, pfin + xfer, -INF)
         crit = jnp.argmax(arrive, axis=1)  # first maximum
         crit_fin = jnp.take_along_axis(pfin, crit[:, None], axis=1)[:, 0]
         uplink = st.uplink_end - st.arrival
@@ -193,7 +202,7 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
     return parts
 
 
-def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) -> SimState:
+def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms=None) -> SimState:
     """Tasks whose sink finished by `now` leave the buffer; their finish is recorded by task id and
     their critical-path breakdown added to the sums of their outcome (on time, late)."""
     sink = arrays.sink_stage[st.ttype]  # [B]
@@ -201,7 +210,7 @@ def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, n
     complete = st.alive & (sink_finish <= now)
     idx = jnp.where(complete, st.tid, sizes.J)
     late = sink_finish - st.arrival > arrays.deadline[st.ttype]
-    parts = jnp.where(complete[:, None], critical_path_breakdown(st, arrays, sizes), 0.0)
+    parts = jnp.where(complete[:, None], critical_path_breakdown(st, arrays, sizes, slot_ms), 0.0)
     breakdown = st.breakdown + jnp.stack([jnp.sum(jnp.where(late[:, None], 0.0, parts), 0),
                                           jnp.sum(jnp.where(late[:, None], parts, 0.0), 0)])
     return eqx.tree_at(
@@ -209,6 +218,42 @@ def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, n
         st,
         (st.alive & ~complete, st.out_finish.at[idx].set(sink_finish, mode="drop"), breakdown),
     )
+
+
+def fail_nodes(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, up, now):
+    """SEMANTICS §12, step 1b: on every node that is down (``up`` [V] false) the jobs not done are
+    lost and their stages undispatched (ready again at this boundary); the node's light instances
+    stop and its core instances are emptied. Returns (state, stages lost)."""
+    B, S, P = sizes.B, sizes.S, sizes.P
+    lost = st.alive[:, None] & (st.node >= 0) & (st.finish > now) & ~up[jnp.clip(st.node, 0)]  # [B,S]
+    n_lost = lost.sum()
+
+    def apply(st):
+        down_inst = ~jnp.repeat(up, sizes.Ml * sizes.X)[:, None]  # [I,1]
+        finish = jnp.where(lost, INF, st.finish)
+        # readiness from scratch: the parents whose finish is known, and the latest of them
+        n = st.ttype
+        par = arrays.stage_parents[n]  # [B,S,P]
+        pf = jnp.take_along_axis(finish, jnp.clip(par, 0).reshape(B, S * P), axis=1).reshape(B, S, P)
+        known = (par >= 0) & (pf < INF)
+        root = arrays.num_parents[n] == 0
+        return eqx.tree_at(
+            lambda q: (q.node, q.finish, q.start, q.disp, q.rdy, q.bound, q.queued, q.parents_known,
+                       q.inputs_at, q.job_ref, q.job_ready, q.job_rem, q.ci_free),
+            st,
+            (
+                jnp.where(lost, -1, st.node), finish, jnp.where(lost, INF, st.start),
+                jnp.where(lost, INF, st.disp), jnp.where(lost, INF, st.rdy), jnp.where(lost, jnp.nan, st.bound),
+                st.queued & ~lost, known.sum(-1).astype(INT),
+                jnp.where(root, st.inputs_at, jnp.max(jnp.where(known, pf, -INF), axis=-1)),
+                jnp.where(down_inst, -1, st.job_ref), jnp.where(down_inst, 0.0, st.job_ready),
+                jnp.where(down_inst, 0.0, st.job_rem), jnp.where(up[arrays.ci_node], st.ci_free, now),
+            ),
+        )
+
+    st = lax.cond(n_lost > 0, apply, lambda q: q, st)
+    st = eqx.tree_at(lambda q: q.prev_alive, st, st.prev_alive & up[:, None, None])
+    return st, n_lost
 
 
 def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: SimSizes, now) -> SimState:
@@ -332,8 +377,9 @@ def data_ready(st: SimState, arrays: ScenarioArrays, ref):
     return jnp.where(par[0] < 0, root, child)
 
 
-def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) -> SimState:
-    """Dispatch the queued core stages in order (SEMANTICS §2.5)."""
+def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up=None) -> SimState:
+    """Dispatch the queued core stages in order (SEMANTICS §2.5); with failures (``up`` [V], §12)
+    only instances on nodes that are up and with a finite start are candidates."""
     S, BS = sizes.S, sizes.B * sizes.S
     ref = st.core_q
     valid = ref >= 0
@@ -342,11 +388,14 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) ->
     svc = arrays.stage_service[st.ttype[refc // S], refc % S]
     count = valid.sum()
     earliest = sizes.core_dispatch == "earliest_start"
+    serving = arrays.ci_service >= 0 if up is None else (arrays.ci_service >= 0) & up[arrays.ci_node]
 
     def body(carry):
         i, ci_free, fin_out, node_out, ok_out, start_out, dr_out = carry
         cand = arrays.ci_service == svc[i]
         dr_i = dr[i][arrays.ci_node]  # [Ic]
+        if up is not None:
+            cand = cand & serving & (dr_i < INF)
         if earliest:
             start = jnp.maximum(jnp.maximum(now, dr_i), ci_free)
             j = jnp.argmin(jnp.where(cand, start, INF))
@@ -368,7 +417,7 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) ->
     if earliest:
         cond = lambda c: c[0] < count  # noqa: E731
     else:  # stop once no core instance is idle: the rest of the queue waits anyway
-        cond = lambda c: (c[0] < count) & jnp.any((c[1] <= now) & (arrays.ci_service >= 0))  # noqa: E731
+        cond = lambda c: (c[0] < count) & jnp.any((c[1] <= now) & serving)  # noqa: E731
     _, ci_free, fin, node, ok, start, dr_node = lax.while_loop(cond, body, init)
     core_q, core_q_slot = compact_queue(st.core_q, st.core_q_slot, ok)
     at = jnp.where(ok, refc, BS)
@@ -383,7 +432,7 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now) ->
     return record_finish(st, arrays, sizes, refc, fin, ok)
 
 
-def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now) -> Observation:
+def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now, up=None) -> Observation:
     S, BS = sizes.S, sizes.B * sizes.S
     ref = st.light_q
     valid = ref >= 0
@@ -423,6 +472,7 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
         task_arrival=st.arrival,
         task_type_buf=st.ttype,
         drain=drain.reshape(sizes.V, sizes.Ml, sizes.X),
+        node_up=up,
     )
 
 
@@ -432,6 +482,8 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     I, BS = V * Ml * X, sizes.B * sizes.S
     occ = (st.job_ref >= 0).sum(-1)  # [I]
     alive = action.alive.reshape(I) | (occ > 0)
+    if obs.node_up is not None:  # no light instance on a down node (SEMANTICS §12)
+        alive = alive & jnp.repeat(obs.node_up, Ml * X)
     y = jnp.clip(jnp.repeat(action.parallelism.reshape(V * Ml), X), 0, Q)  # [I]
     inst = action.assign
     asked = obs.valid & (inst >= 0)
@@ -447,14 +499,18 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     cell = jnp.where(asked & (inst < I), inst_c * Q + jnp.clip(rank, 0, Q - 1), I * Q)
     clash = jnp.zeros(I * Q + 1, INT).at[cell].add(1)[:I * Q].reshape(I, Q).max(-1) > 1
     consistent = (top + 1 == n_new) & ~clash & (occ + n_new <= y)
+    v = inst_c // (Ml * X)
+    ready = obs.data_ready[idx, v]
+    if obs.node_up is not None:  # nothing where the input cannot arrive (SEMANTICS §12): the
+        # instance gets none of its new jobs, so its FIFO stays contiguous
+        unreachable = jnp.zeros(I + 1, bool).at[jnp.where(ready < INF, I, target)].set(True)[:I]
+        consistent = consistent & ~unreachable
     pos = occ[inst_c] + rank
     ok = asked & (inst < I) & same_service & alive[inst_c] & consistent[inst_c] & (rank >= 0)
-    v = inst_c // (Ml * X)
     ref = jnp.clip(st.light_q, 0, BS - 1)
     svc = arrays.light_service[obs.light]
     slot = jnp.where(ok, inst_c * Q + pos, I * Q)
     at = jnp.where(ok, ref, BS)
-    ready = obs.data_ready[idx, v]
     bound = jnp.full(L, jnp.nan) if action.bound is None else action.bound.astype(st.bound.dtype)
     light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok)
     st = eqx.tree_at(
@@ -534,24 +590,47 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
     return record_finish(st, arrays, sizes, finished_ref, fin.reshape(-1), done.reshape(-1))
 
 
-def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None):
+def failing(failure) -> bool:
+    """Whether the engine handles failures (static): a failure model that can fail something."""
+    return failure is not None and bool(failure.active())
+
+
+def draw_failures(key, t, failure_state, arrays: ScenarioArrays, params, failure):
+    """(up [V] bool, new state): the nodes up in slot t, the schedule and the random draws."""
+    up, failure_state = failure.sample(
+        failure_state, stream(key, STREAM_FAILURES, t), t, arrays.random_nodes, params.slot_ms, params.failure)
+    return arrays.node_sched[t] & up, failure_state
+
+
+def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None, failure=None):
     """Build `step(carry, t) -> (carry, per-slot outputs)` for `lax.scan`, one realisation."""
+    fails = failing(failure)
 
     def step(carry, t):
         if trace_counter is not None:
             trace_counter["step"] += 1  # runs at trace time only: counts compilations
-        st, key, arrays, params = carry
+        st, key, arrays_all, params = carry
         now = t * params.slot_ms
-        st = observe_completions(st, arrays, sizes, now)
+        arrays, up, n_lost = arrays_all, None, jnp.zeros((), INT)
+        if fails:  # SEMANTICS §12: this slot's network state and nodes up, then step 1b
+            g = arrays_all.net_state[t]
+            arrays = eqx.tree_at(lambda a: (a.xfer, a.fwd), arrays_all,
+                                 (arrays_all.xfer_states[g], arrays_all.fwd_states[g]))
+            st = observe_completions(st, arrays, sizes, now, params.slot_ms)
+            up, fstate = draw_failures(key, t, st.failure_state, arrays, params, failure)
+            st = eqx.tree_at(lambda q: q.failure_state, st, fstate, is_leaf=lambda x: x is None)
+            st, n_lost = fail_nodes(st, arrays, sizes, up, now)
+        else:
+            st = observe_completions(st, arrays, sizes, now)
         counts, uplink, rates, wstate = draw_slot(
             key, t, st.workload_state, arrays, params, sizes, channel, workload
         )
         st = admit_arrivals(st, counts, uplink, arrays, sizes, now)
         st = eqx.tree_at(lambda q: q.workload_state, st, wstate, is_leaf=lambda x: x is None)
         st = enqueue_ready(st, arrays, sizes, t, now)
-        st = dispatch_core(st, arrays, sizes, now)
+        st = dispatch_core(st, arrays, sizes, now, up)
 
-        obs = light_observation(st, arrays, sizes, t, now)
+        obs = light_observation(st, arrays, sizes, t, now, up)
         action, cstate = controller.act(
             st.controller_state, obs, (sizes, arrays), params, stream(key, STREAM_CONTROLLER, t)
         )
@@ -577,7 +656,9 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
             "uplink_rate": uplink,
             "arrivals": counts,
             "controller_info": action.info,
+            "node_up": (jnp.ones(sizes.V, bool) if up is None else up).astype(jnp.int8),
+            "jobs_lost": n_lost.astype(jnp.int32),
         }
-        return (st, key, arrays, params), outputs
+        return (st, key, arrays_all, params), outputs
 
     return step

@@ -77,6 +77,12 @@ class ScenarioArrays(eqx.Module):
     ci_node: Array  # [Ic] int: node of each core instance (index order: node, service, copy)
     ci_service: Array  # [Ic] int: service of each core instance, -1 for padding
     core_cost_total: Array  # [] price units over the horizon
+    # failures (docs/SEMANTICS.md §12): network states and the deterministic node schedule
+    xfer_states: Array  # [G,M,V,V] ms: xfer of each network state (state 0 first; G = 1 without link failures)
+    fwd_states: Array  # [G,N,V,V] ms
+    net_state: Array  # [T] int: the network state of each slot
+    node_sched: Array  # [T,V] bool: node up in the slot (deterministic failures)
+    random_nodes: Array  # [V] bool: nodes the failure model may take down at random
 
 
 class SimParams(eqx.Module):
@@ -88,6 +94,7 @@ class SimParams(eqx.Module):
     channel: dict  # the channel model's numeric options
     workload: dict  # the workload generator's numeric options
     controller: dict  # the controller's numeric options
+    failure: dict = eqx.field(default_factory=dict)  # the failure model's numeric options
 
 
 class Observation(eqx.Module):
@@ -118,6 +125,8 @@ class Observation(eqx.Module):
     # when each light instance would have worked through its FIFO at its mean rate E f (ms; `now`
     # for an empty one): walking the jobs in order, cursor = max(cursor, data ready) + remaining / E f
     drain: Array | None = None  # [V,Ml,X]
+    # nodes up in this slot (docs/SEMANTICS.md §12): no light instance may exist on a down node
+    node_up: Array | None = None  # [V] bool (None: every node)
 
 
 class Action(eqx.Module):

@@ -47,7 +47,8 @@ class RecordingController(AbstractController):
         action, state = self.inner.act(state, obs, ctx, params, key)
         info = dict(action.info)
         for name in obs.__dataclass_fields__:
-            info[OBS_PREFIX + name] = getattr(obs, name)
+            if getattr(obs, name) is not None:  # optional fields (node_up without failures) are absent
+                info[OBS_PREFIX + name] = getattr(obs, name)
         for name in ACTION_FIELDS:
             info[ACT_PREFIX + name] = getattr(action, name)
         return eqx.tree_at(lambda a: a.info, action, info), state

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from edgefm.interfaces import AbstractController
-from edgefm.sim.types import Action, resource_usage
+from edgefm.sim.types import Action, ranks_in_list_order, resource_usage
 
 
 @dataclass
@@ -44,13 +44,14 @@ class LBRRController(AbstractController):
         light_r = arrays.resource[arrays.light_service]  # [Ml,K]
         occ = obs.occupancy
         waiting = obs.waiting_total  # all waiting stages, also those beyond the head shown
+        up = jnp.ones(V, bool) if obs.node_up is None else obs.node_up  # SEMANTICS §12
 
         def scale_out(ml, live):
             def body(carry):
                 live, free, _ = carry
                 counts = live.sum(-1)
                 usage = resource_usage(counts, light_r, arrays.core_usage)
-                feasible = jnp.all(usage + light_r[ml] <= arrays.capacity, axis=1) & (counts[:, ml] < X)
+                feasible = jnp.all(usage + light_r[ml] <= arrays.capacity, axis=1) & (counts[:, ml] < X) & up
                 util = jnp.where(feasible, node_utilisation(usage, arrays.capacity), jnp.inf)
                 v = jnp.argmin(util)
                 k = jnp.argmin(live[v, ml])  # lowest free slot
@@ -65,6 +66,51 @@ class LBRRController(AbstractController):
             return live
 
         live = lax.fori_loop(0, Ml, scale_out, occ > 0)
+        if obs.node_up is None:
+            return self._route(state, obs, live, occ, y_max, sizes)
+        # with failures a stage may be unable to reach some nodes: then route one stage at a time
+        unreachable = jnp.any(obs.valid[:, None] & ~(obs.data_ready < jnp.inf))
+        return lax.cond(unreachable, lambda *a: self._route_sequential(*a, sizes), lambda *a: self._route(*a, sizes),
+                        state, obs, live, occ, y_max)
+
+    @staticmethod
+    def _route_sequential(state, obs, live, occ, y_max, sizes):
+        """Round-robin one stage at a time, skipping instances the stage's input cannot reach
+        (SEMANTICS §12); the same decisions as `_route` when every node is reachable."""
+        V, Ml, X = sizes.V, sizes.Ml, sizes.X
+        VX = V * X
+
+        def body(i, carry):
+            room, ptr, assign = carry
+            ml = obs.light[i]
+            order = (ptr[ml] + jnp.arange(VX)) % VX  # instances v*X + k in visiting order
+            v, k = order // X, order % X
+            fits = (room[v, ml, k] > 0) & (obs.data_ready[i, v] < jnp.inf)
+            ok = obs.valid[i] & fits.any()
+            inst = order[jnp.argmax(fits)]
+            vi, ki = inst // X, inst % X
+            assign = assign.at[i].set(jnp.where(ok, (vi * Ml + ml) * X + ki, -1))
+            room = room.at[vi, ml, ki].add(-ok.astype(room.dtype))
+            ptr = ptr.at[ml].set(jnp.where(ok, (inst + 1) % VX, ptr[ml]))
+            return room, ptr, assign
+
+        L = obs.valid.shape[0]
+        room0 = jnp.where(live, y_max - occ, 0)
+        _, ptr, assign = lax.fori_loop(0, L, body, (room0, state, jnp.full(L, -1, jnp.int64)))
+        ok = assign >= 0
+        flat = jnp.clip(assign, 0)
+        occ2 = occ.reshape(-1).at[jnp.where(ok, flat, V * Ml * X)].add(1, mode="drop").reshape(occ.shape)
+        action = Action(
+            alive=occ2 > 0,
+            assign=assign,
+            rank=ranks_in_list_order(assign),
+            parallelism=jnp.full((V, Ml), y_max, jnp.int64),
+        )
+        return action, ptr
+
+    @staticmethod
+    def _route(state, obs, live, occ, y_max, sizes):
+        V, Ml, X = sizes.V, sizes.Ml, sizes.X
 
         # Round-robin, vectorised: with the pointer at p, instances are visited in the cyclic order
         # p, p+1, ...; a stage goes to the next instance with room. Equivalently, in round c the

@@ -83,6 +83,7 @@ class Problem(eqx.Module):
     defer: jax.Array  # [Ml,L] ms: 2 D_n + Δt, the delay charged to a deferred stage
     slack: jax.Array  # [Ml,L] ms: arrival + D_n - now (excess = max(0, delay - slack))
     n_stages: jax.Array  # [] int: largest number of considered stages over the services
+    up: jax.Array | None = None  # [V] bool: nodes up in this slot (SEMANTICS §12; None: all)
 
 
 def prepare(obs, sizes, arrays, y_max, slot_ms, L: int, free=None) -> Problem:
@@ -131,6 +132,7 @@ def prepare(obs, sizes, arrays, y_max, slot_ms, L: int, free=None) -> Problem:
         defer=2.0 * obs.deadline[s] + slot_ms,
         slack=obs.arrival[s] + obs.deadline[s] - now,
         n_stages=svalid.sum(1).max(),
+        up=obs.node_up,
     )
 
 
@@ -143,6 +145,8 @@ def repair(pb: Problem, d, max_add: int):
     X = pb.occ.shape[-1]
     d = jnp.clip(d.astype(INT), 0, max_add)
     d = jnp.where(pb.has_waiting[None, :], d, 0)
+    if pb.up is not None:  # no new instance on a down node (SEMANTICS §12)
+        d = jnp.where(pb.up[:, None], d, 0)
     d = jnp.minimum(d, X - pb.busy)
     present = jnp.arange(max_add)[None, None, :] < d[:, :, None]  # [V,Ml,A]
     use = present[..., None] * pb.need[None, :, None, :]  # [V,Ml,A,K]

@@ -237,13 +237,17 @@ class GreedyResult(NamedTuple):
     phi: jax.Array  # [Ml] Φ_m of the final X
 
 
-def feasible_pairs(in_x, light_r, core_usage, capacity, waiting_total):
-    """[Ml,V] bool: (m, v) may get one more instance (SEMANTICS §9 step 3, Eq. 8 with exact <=)."""
+def feasible_pairs(in_x, light_r, core_usage, capacity, waiting_total, up=None):
+    """[Ml,V] bool: (m, v) may get one more instance (SEMANTICS §9 step 3, Eq. 8 with exact <=;
+    with failures, ``up`` [V], only on nodes that are up: §12)."""
     X = in_x.shape[2]
     counts = in_x.sum(-1)  # [V,Ml]
     usage = resource_usage(counts, light_r, core_usage)  # [V,K]
     fits = jnp.all(usage[:, None, :] + light_r[None, :, :] <= capacity[:, None, :], axis=-1)  # [V,Ml]
-    return (fits & (counts < X) & (waiting_total > 0)[None, :]).T
+    ok = fits & (counts < X) & (waiting_total > 0)[None, :]
+    if up is not None:
+        ok = ok & up[:, None]
+    return ok.T
 
 
 def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=None) -> GreedyResult:
@@ -269,7 +273,7 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=
     phi0, add0 = table[:, 0], table[:, 1:]
 
     def decide(in_x, phi, add):
-        feas = feasible_pairs(in_x, light_r, obs.core_usage, arrays.capacity, obs.waiting_total)
+        feas = feasible_pairs(in_x, light_r, obs.core_usage, arrays.capacity, obs.waiting_total, obs.node_up)
         delta = add - phi[:, None]
         best = jnp.min(jnp.where(feas, delta, jnp.inf))
         tol = TIE_TOL * (1.0 + jnp.abs(jnp.sum(phi)))
