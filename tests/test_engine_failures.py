@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CHANNEL, LBRR, REALISATIONS, WORKLOAD, run_case, scenario_instances, sim_settings
+from conftest import CHANNEL, HORIZON, LBRR, REALISATIONS, WORKLOAD, engine_run, run_case, scenario_instances, sim_settings
 from edgefm_failures import NodeDown, NodeDownConfig, RandomFailureConfig, RandomFailures
 from edgefm_lyapunov import ProposedController
 
@@ -20,8 +20,8 @@ from edgefm.reference import make_controller, simulate_reference
 from edgefm.sim.prepare import make_params
 
 FINISH_TOL_MS = 1e-4
-HORIZON = dict(arrival_ms=120.0, drain_ms=80.0)
 LOAD = 1.0
+SEED = 0  # with the standard horizon of the small scenario: the run without failures is `engine_run("small")`
 # nodes of the small scenario: ED1, ED2, ES1 with links ED1-ES1, ED2-ES1
 RANDOM = RandomFailures(RandomFailureConfig(mtbf_ms=60.0, mttr_ms=15.0))  # every node ~20 % of the time down
 ISOLATE_ED1 = NodeDown(NodeDownConfig(nodes=["ED1"], start_ms=30.0, duration_ms=50.0, isolate=True))
@@ -40,8 +40,9 @@ def failure_run(name):
     if name not in _RUNS:
         failure, controller, rule = CASES[name]
         scs, x_core = scenario_instances("small")
-        sim = sim_settings(rule=rule, **HORIZON)
-        _RUNS[name] = run_case(scs, x_core, sim, load=LOAD, seed=11, realisations=REALISATIONS, channel=CHANNEL,
+        arrival_ms, drain_ms = HORIZON["small"]
+        sim = sim_settings(rule=rule, arrival_ms=arrival_ms, drain_ms=drain_ms)
+        _RUNS[name] = run_case(scs, x_core, sim, load=LOAD, seed=SEED, realisations=REALISATIONS, channel=CHANNEL,
                                workload=WORKLOAD, controller=controller, failure=failure)
     return _RUNS[name]
 
@@ -146,8 +147,8 @@ def test_a_failure_model_that_fails_nothing_changes_nothing():
     case = failure_run("random-lbrr")
     out = _rerun(case, RandomFailures(RandomFailureConfig(mtbf_ms=1e15, mttr_ms=15.0)))
     assert out["node_up"].all() and not out["jobs_lost"].any()
-    plain = run_case(case.scenarios, case.x_core, case.sim, load=LOAD, seed=11, realisations=REALISATIONS,
-                     channel=CHANNEL, workload=WORKLOAD, controller=LBRR)
+    plain = engine_run("small")  # the same scenario, placement, horizon, seeds and components, no failure model
+    assert (plain.seed, plain.R, plain.load, plain.sim.core_dispatch) == (SEED, REALISATIONS, LOAD, "earliest_start")
     for name, value in plain.out.items():
         np.testing.assert_array_equal(out[name], value, err_msg=name)
 

@@ -122,9 +122,10 @@ def test_an_interrupted_multirun_resumes_without_recomputing_and_leaves_no_parti
     ds = open_run(folder / "sweep.nc")
     assert list(ds["seed"].values) == [0, 1] and not np.isnan(ds["ontime_rate"].values).any()
 
-    # a changed config is not "already done"; output.skip_existing=false recomputes everything
+    # a changed config is not "already done" (a traced option: no compile); output.skip_existing=false
+    # recomputes everything
     calls.clear()
-    assert main([*RESUME, "seed=0", "sim.y_max=10", f"hydra.sweep.dir={folder}"]) == 0
+    assert main([*RESUME, "seed=0", "workload.load=0.9", f"hydra.sweep.dir={folder}"]) == 0
     assert calls == [0]
     calls.clear()
     assert main([*RESUME, "seed=0,1", "output.skip_existing=false", f"hydra.sweep.dir={folder}"]) == 0
