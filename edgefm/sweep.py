@@ -182,6 +182,9 @@ def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> x
         scalars.append(own)
 
     if names:
+        # jobs of different horizons (an arrival-window sweep) have different `slot` coordinates:
+        # pad them to the longest first (nan), or combine_by_coords would concatenate along slot
+        datasets = list(xr.align(*datasets, join="outer", exclude=list(names.values())))
         merged = xr.combine_by_coords(
             datasets, compat="no_conflicts", data_vars="all", coords="different", join="outer",
             combine_attrs="drop_conflicts",

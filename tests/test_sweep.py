@@ -178,6 +178,29 @@ def test_merge_makes_dimensions_of_the_swept_keys_only(tmp_path):
     assert "config" not in ds.attrs and ds.attrs["sweep_dims"] == "strategy, V"
 
 
+def test_merge_of_jobs_with_different_horizons_pads_the_shorter_ones(tmp_path):
+    """An arrival-window sweep: the jobs have 3 and 5 slots. The merge pads the per-slot variables of
+    the shorter job with nan, and the per-run variables keep no slot dimension."""
+    multirun_yaml(tmp_path, ["sim.arrival_ms=3,5"], {})
+    for num, slots in enumerate([3, 5]):
+        folder = tmp_path / f"sim.arrival_ms={slots}"
+        fake_job(folder, num, [f"sim.arrival_ms={slots}"], run_labels("s", "c", 1.0), value=slots / 10, write=False)
+        ds = to_dataset(
+            {"ontime_rate": np.full((1, 2), slots / 10), "tasks_in_flight": np.arange(2 * slots).reshape(1, 2, slots)},
+            {"instance": [0], "realisation": [0, 1], "slot": np.arange(slots)},
+            {"config": f"job: {num}\n"}, sweep=run_labels("s", "c", 1.0),
+        )
+        write_netcdf_atomic(ds, folder / "results.nc")
+    ds = merge_sweep(tmp_path)
+    assert ds["ontime_rate"].dims == ("arrival_ms", "instance", "realisation")
+    np.testing.assert_allclose(ds["ontime_rate"].values[:, 0, 0], [0.3, 0.5])
+    assert ds.sizes["slot"] == 5
+    short = ds["tasks_in_flight"].sel(arrival_ms=3).values[0, 1]
+    np.testing.assert_array_equal(short[:3], [3, 4, 5])
+    assert np.isnan(short[3:]).all()
+    np.testing.assert_array_equal(ds["tasks_in_flight"].sel(arrival_ms=5).values[0, 1], [5, 6, 7, 8, 9])
+
+
 def test_merge_leaves_missing_jobs_nan_and_ignores_folders_of_other_commands(tmp_path):
     multirun_yaml(tmp_path, ["workload.load=1,2,3"], {})
     for num, load in enumerate([1, 2, 3]):
