@@ -31,6 +31,9 @@ EXPERIMENTS = {
     "v_tradeoff": (["controller.V=0.1,10"], {"strategy": 2, "V": 2}, ["v_tradeoff.png"]),
     "sensitivity": (["strategy=proposed", "variant=base,epsilon_0.05"], {"variant": 2},
                     ["fig3_violins.png", "violations.png"]),
+    # the small scenario's edge server is ES1 too (down from 50 ms: the last 10 of the 60 slots)
+    "resilience": (["backbone=retention,least_loaded", "fault=none,ES1"], {"backbone": 2, "fault": 2},
+                   ["resilience.png"]),
 }
 
 
@@ -78,6 +81,16 @@ def test_every_experiment_merges_into_one_dataset_and_reports(experiments, name)
         assert figure in written and (folder / "report" / figure).is_file(), figure
     summary = Path(paths["summary"]).read_text()
     assert "on-time" in summary.lower() or "ontime" in summary
+
+
+def test_resilience_records_the_failures_of_each_cell(experiments):
+    ds = open_run(experiments["resilience"] / "sweep.nc")
+    node_up = ds["node_up"].sel(node="ES1")
+    assert bool(node_up.sel(fault="none").all())
+    down = node_up.sel(fault="ES1")
+    assert not bool(down.sel(slot=slice(50, None)).any()) and bool(down.sel(slot=slice(0, 49)).all())
+    assert int(ds["jobs_lost"].sel(fault="none").sum()) == 0 and int(ds["jobs_lost"].sel(fault="ES1").sum()) > 0
+    np.testing.assert_array_equal(ds["invalid_actions"].values, 0)
 
 
 def test_the_lyapunov_controllers_state_bounds_and_lbrr_does_not(experiments):
