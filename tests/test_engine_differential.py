@@ -23,12 +23,15 @@ CASES = [
     ("small", "idle_only", 1.0),
     ("paper", "earliest_start", 0.3),
 ]
+# seeds compared: 20 on the small scenario; 8 on the paper one, whose plain-Python reference takes
+# ~5 s per realisation (the engine's own paper-scale runs are checked in test_engine_invariants)
+SEEDS = {"small": 20, "paper": 8}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{n}-{r}-load{ld}" for n, r, ld in CASES])
 def compared(request, engine):
     name, rule, load = request.param
-    case = engine(name, rule=rule, load=load)
+    case = engine(name, rule=rule, load=load, realisations=SEEDS[name])
     arrivals, uplink, light_rate = case.exogenous()
     sc, x_core, sizes = case.scenarios[0], case.x_core[0], case.sizes
     refs = [
@@ -48,7 +51,7 @@ def engine_value(case, name, r):
 
 def test_exactness_preconditions(compared):
     case, refs = compared
-    assert case.R >= 20
+    assert case.R == SEEDS[case.scenarios[0].name]
     np.testing.assert_array_equal(case.out["list_overflow"], 0)
     np.testing.assert_array_equal(case.out["invalid_actions"], 0)
     # the comparison is not vacuous: tasks arrive, some finish, some do not finish in time

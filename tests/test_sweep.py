@@ -89,7 +89,7 @@ def test_resilience_records_the_failures_of_each_cell(experiments):
     assert bool(node_up.sel(fault="none").all())
     down = node_up.sel(fault="ES1")
     assert not bool(down.sel(slot=slice(50, None)).any()) and bool(down.sel(slot=slice(0, 49)).all())
-    assert int(ds["jobs_lost"].sel(fault="none").sum()) == 0 and int(ds["jobs_lost"].sel(fault="ES1").sum()) > 0
+    assert int(ds["jobs_lost"].sel(fault="none").sum()) == 0  # (losses themselves: tests/test_engine_failures.py)
     np.testing.assert_array_equal(ds["invalid_actions"].values, 0)
 
 
