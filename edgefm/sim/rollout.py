@@ -29,7 +29,8 @@ def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes
     st = _initial_state(key, arrays, sizes, workload, controller, failure)
     step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure)
     (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), jnp.arange(sizes.T))
-    st = observe_completions(st, arrays, sizes, sizes.T * params.slot_ms)
+    end = sizes.T * params.slot_ms
+    st = observe_completions(st, arrays, sizes, end, params.slot_ms if failing(failure) else None)
     return summarise(st, series, arrays, params, sizes)
 
 
@@ -87,7 +88,8 @@ def _chunk_programs(sizes: SimSizes, chunk: int, channel, workload, controller, 
             return st, series
 
         def finish_one(st, series, arrays, params):
-            st = observe_completions(st, arrays, sizes, sizes.T * params.slot_ms)
+            end = sizes.T * params.slot_ms
+            st = observe_completions(st, arrays, sizes, end, params.slot_ms if failing(failure) else None)
             return summarise(st, series, arrays, params, sizes)
 
         programs = (
