@@ -14,7 +14,6 @@ realisations of one run.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,13 +33,6 @@ from edgefm_channels import NakagamiChannel
 from edgefm_workloads import PoissonWorkload
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-# With $EDGEFM_JAX_CACHE set (CI sets a fresh folder), compiled engines go to that on-disk cache, so
-# a program compiled by one test process is loaded, not compiled again, by the other.
-if os.environ.get("EDGEFM_JAX_CACHE", "") not in ("", "0"):
-    from edgefm.cli import enable_compilation_cache
-
-    enable_compilation_cache()
 
 CHANNEL = NakagamiChannel()
 WORKLOAD = PoissonWorkload()

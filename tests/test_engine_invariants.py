@@ -57,7 +57,7 @@ CASES = {
     "small-idle_only": dict(name="small", rule="idle_only"),
     "small-most_room": dict(name="small", rule="earliest_start", controller=MOST_ROOM),
     # the paper scenario at 1x, at the horizon and seed count of the differential tests (the same
-    # compiled program: with $EDGEFM_JAX_CACHE one test process loads what the other compiled)
+    # compiled program when both files run in one process)
     "paper-load1": dict(name="paper", rule="earliest_start", load=1.0, realisations=8),
 }
 
