@@ -157,19 +157,21 @@ def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fi
     )
 
 
-def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms=None):
+def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms=None, which=None):
     """[B,C] ms: each task's latency split along its critical path (SEMANTICS §11; meaningful for
     tasks whose sink has finished). From the sink, the critical parent maximises its finish plus
     the transfer of its output to the child's node (ties: the first parent in the list). With
     ``slot_ms`` (failures, SEMANTICS §12) the transfer delays are those of the network state of
-    the slot in which the child was dispatched."""
-    B, S = sizes.B, sizes.S
+    the slot in which the child was dispatched. ``which`` ([B] bool, default all): the tasks to
+    walk; the others get zeros. The walk is a `while_loop` that stops when every walked path has
+    reached its root (at most S steps; none when no task is walked), one step per stage."""
+    B = sizes.B
     rows = jnp.arange(B)
     n = st.ttype
-    cur = arrays.sink_stage[n]  # [B]
-    walking = jnp.ones(B, bool)
-    parts = jnp.zeros((B, len(BREAKDOWN_COMPONENTS)))
-    for _ in range(S):  # a path has at most S stages
+    uplink = st.uplink_end - st.arrival
+
+    def body(carry):
+        cur, walking, parts = carry
         svc = jnp.clip(arrays.stage_service[n, cur], 0)
         core = arrays.service_is_core[svc]
         r, f = st.rdy[rows, cur], st.finish[rows, cur]
@@ -193,13 +195,15 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
         arrive = jnp.where(par >= 0, pfin + xfer, -INF)
         crit = jnp.argmax(arrive, axis=1)  # first maximum
         crit_fin = jnp.take_along_axis(pfin, crit[:, None], axis=1)[:, 0]
-        uplink = st.uplink_end - st.arrival
         net = jnp.where(root, r - st.uplink_end, r - crit_fin)
         parts = parts.at[:, 0].add(jnp.where(walking & root, uplink, 0.0))
         parts = parts.at[:, 1].add(jnp.where(walking, net, 0.0))
-        walking = walking & ~root
         cur = jnp.where(root, cur, jnp.take_along_axis(parc, crit[:, None], axis=1)[:, 0])
-    return parts
+        return cur, walking & ~root, parts
+
+    walking = jnp.ones(B, bool) if which is None else which
+    init = (arrays.sink_stage[n], walking, jnp.zeros((B, len(BREAKDOWN_COMPONENTS))))
+    return lax.while_loop(lambda c: jnp.any(c[1]), body, init)[2]
 
 
 def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms=None) -> SimState:
@@ -210,7 +214,7 @@ def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, n
     complete = st.alive & (sink_finish <= now)
     idx = jnp.where(complete, st.tid, sizes.J)
     late = sink_finish - st.arrival > arrays.deadline[st.ttype]
-    parts = jnp.where(complete[:, None], critical_path_breakdown(st, arrays, sizes, slot_ms), 0.0)
+    parts = critical_path_breakdown(st, arrays, sizes, slot_ms, which=complete)
     breakdown = st.breakdown + jnp.stack([jnp.sum(jnp.where(late[:, None], 0.0, parts), 0),
                                           jnp.sum(jnp.where(late[:, None], parts, 0.0), 0)])
     return eqx.tree_at(
