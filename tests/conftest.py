@@ -159,6 +159,29 @@ def engine_run(name: str, *, rule="earliest_start", load=1.0, seed=0, realisatio
     return _RUNS[key]
 
 
+# Test files that share compiled engines run in one xdist process, in this order (the engine's
+# programs are cached per process: the same program in two processes compiles twice; the CLI tests
+# that start subprocesses come after the in-process multiruns, whose programs they then load from
+# the on-disk cache). Every other file is a group of its own, as with `--dist loadfile`. The groups
+# are listed longest first, so that the two CI processes finish together (xdist hands out the
+# groups in collection order).
+SHARED_PROGRAMS = {
+    "engine-lbrr": ("test_engine_differential.py", "test_engine_invariants.py", "test_engine_failures.py",
+                    "test_testing.py"),
+    "cli": ("test_sweep.py", "test_cli.py", "test_milp.py"),
+    "engine-proposed": ("test_algorithm1_differential.py", "test_lyapunov.py"),
+}
+_GROUP_OF = {f: (g, rank, i) for rank, (g, files) in enumerate(SHARED_PROGRAMS.items()) for i, f in enumerate(files)}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    last = (None, len(SHARED_PROGRAMS), 0)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_GROUP_OF.get(item.path.name, last)[0] or item.path.name))
+    items.sort(key=lambda item: _GROUP_OF.get(item.path.name, last)[1:])  # stable: file order otherwise
+
+
 @pytest.fixture(scope="session")
 def engine():
     """The memoised engine runs: `engine(name, rule=..., load=..., seed=..., controller=...)`."""

@@ -56,7 +56,8 @@ def install_third_party_plugin(site: Path) -> None:
 
 
 def cli_env(site: Path | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEFM_", "HYDRA_"))}
+    # the user's edgefm settings do not leak in; the on-disk compile cache does (content-addressed)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEFM_", "HYDRA_")) or k == "EDGEFM_JAX_CACHE"}
     if site is not None:
         env["PYTHONPATH"] = str(site)
     return env

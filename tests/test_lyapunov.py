@@ -25,6 +25,8 @@ from edgefm_lyapunov import INFO_VARIABLES, LyapunovConfig, PropAvgController, P
 from edgefm_lyapunov import controller as lyap
 from edgefm_lyapunov.controller import ServiceData, delay_table, update_queues
 
+from conftest import HORIZON
+
 TOL = 1e-9
 # jitted once for the hand-built cases (eager execution would compile every operation)
 evaluate_service = jax.jit(lyap.evaluate_service)
@@ -465,9 +467,10 @@ def test_greedy_stop_and_tie_rules_by_hand(act_fns):
 
 
 # ------------------------------------------------------------------------------------------------
-# End to end through the engine (small scenario, short horizon, 2 realisations)
+# End to end through the engine (small scenario, 2 realisations; its standard horizon, so that the
+# program is the one the Algorithm 1 differential compiles: the two files run in one process)
 
-E2E = dict(arrival_ms=30.0, drain_ms=20.0, realisations=2)
+E2E = dict(arrival_ms=HORIZON["small"][0], drain_ms=HORIZON["small"][1], realisations=2)
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,10 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     # under earliest_start every ready core stage is dispatched at once; under idle_only they queue
     Lc = int(sim.max_core_ready) or (Ln if sim.core_dispatch == "earliest_start" else B)
     Lw = int(sim.max_light_waiting) or B
+    # core instances padded to a power of two (at least 16): placements of about the same size (the
+    # strategies of one sweep) share the compiled program; padding entries serve no service
     Ic = max(int(np.sum(x)) for x in placements)
+    Ic = 1 << max(4, (Ic - 1).bit_length())
     return SimSizes(
         V=sc0.num_nodes,
         K=sc0.capacity.shape[1],
@@ -138,7 +141,7 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
         B=B,
         X=int(sim.max_light_instances),
         Q=int(sim.y_max),
-        Ic=max(Ic, 1),
+        Ic=Ic,
         Lc=Lc,
         Lw=Lw,
         Ln=Ln,

@@ -38,8 +38,8 @@ def _component_key(c):
     """What of a component changes the compiled program: its class and its non-traced options
     (numeric options listed in `params()`, and the workload's load, are traced leaves). A failure
     model's other options act only through its host-side `schedule` (traced arrays)."""
-    if c is None or getattr(c, "kind", None) == "failure":
-        return None if c is None else (c.static_key(), bool(c.active()))
+    if c is None or getattr(c, "kind", None) == "failure":  # a model that fails nothing: no failure code
+        return (c.static_key(), True) if failing(c) else None
     traced = set(c.params()) | {"load"}
     config = c.config
     if dataclasses.is_dataclass(config):
