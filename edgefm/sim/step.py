@@ -157,18 +157,20 @@ def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fi
     )
 
 
-def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms=None, which=None):
-    """[B,C] ms: each task's latency split along its critical path (SEMANTICS §11; meaningful for
-    tasks whose sink has finished). From the sink, the critical parent maximises its finish plus
-    the transfer of its output to the child's node (ties: the first parent in the list). With
-    ``slot_ms`` (failures, SEMANTICS §12) the transfer delays are those of the network state of
-    the slot in which the child was dispatched. ``which`` ([B] bool, default all): the tasks to
-    walk; the others get zeros. The walk is a `while_loop` that stops when every walked path has
-    reached its root (at most S steps; none when no task is walked), one step per stage."""
-    B = sizes.B
-    rows = jnp.arange(B)
-    n = st.ttype
-    uplink = st.uplink_end - st.arrival
+def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms=None, rows=None,
+                            which=None):
+    """[K,C] ms: the latency of the tasks in buffer rows ``rows`` ([K], default all B) split along
+    their critical paths (SEMANTICS §11; meaningful for tasks whose sink has finished). From the
+    sink, the critical parent maximises its finish plus the transfer of its output to the child's
+    node (ties: the first parent in the list). With ``slot_ms`` (failures, SEMANTICS §12) the
+    transfer delays are those of the network state of the slot in which the child was dispatched.
+    ``which`` ([K] bool, default all): the rows to walk; the others get zeros. The walk is a
+    `while_loop`, one stage per step, that stops when every walked path has reached its root (at
+    most S steps; none when no row is walked)."""
+    rows = jnp.arange(sizes.B) if rows is None else rows
+    n = st.ttype[rows]
+    uplink_end = st.uplink_end[rows]
+    uplink = uplink_end - st.arrival[rows]
 
     def body(carry):
         cur, walking, parts = carry
@@ -180,7 +182,7 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
         stage = jnp.stack([t0 - r, sigma - t0, f - sigma], axis=-1)  # dispatch wait, queue, service
         parts = parts.at[:, 2:5].add(jnp.where((walking & core)[:, None], stage, 0.0))
         parts = parts.at[:, 5:8].add(jnp.where((walking & ~core)[:, None], stage, 0.0))
-        par = arrays.stage_parents[n, cur]  # [B,P]
+        par = arrays.stage_parents[n, cur]  # [K,P]
         parc = jnp.clip(par, 0)
         root = par[:, 0] < 0
         pnode = jnp.clip(st.node[rows[:, None], parc], 0)
@@ -195,28 +197,44 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
         arrive = jnp.where(par >= 0, pfin + xfer, -INF)
         crit = jnp.argmax(arrive, axis=1)  # first maximum
         crit_fin = jnp.take_along_axis(pfin, crit[:, None], axis=1)[:, 0]
-        net = jnp.where(root, r - st.uplink_end, r - crit_fin)
+        net = jnp.where(root, r - uplink_end, r - crit_fin)
         parts = parts.at[:, 0].add(jnp.where(walking & root, uplink, 0.0))
         parts = parts.at[:, 1].add(jnp.where(walking, net, 0.0))
         cur = jnp.where(root, cur, jnp.take_along_axis(parc, crit[:, None], axis=1)[:, 0])
         return cur, walking & ~root, parts
 
-    walking = jnp.ones(B, bool) if which is None else which
-    init = (arrays.sink_stage[n], walking, jnp.zeros((B, len(BREAKDOWN_COMPONENTS))))
+    K = rows.shape[0]
+    walking = jnp.ones(K, bool) if which is None else which
+    init = (arrays.sink_stage[n], walking, jnp.zeros((K, len(BREAKDOWN_COMPONENTS))))
     return lax.while_loop(lambda c: jnp.any(c[1]), body, init)[2]
+
+
+COMPLETION_CHUNK = 32  # tasks whose critical path is walked together (a loop over chunks covers any count)
 
 
 def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms=None) -> SimState:
     """Tasks whose sink finished by `now` leave the buffer; their finish is recorded by task id and
-    their critical-path breakdown added to the sums of their outcome (on time, late)."""
+    their critical-path breakdown added to the sums of their outcome (on time, late). The breakdown
+    is computed for the completing tasks only, gathered in chunks of `COMPLETION_CHUNK` rows."""
+    B = sizes.B
     sink = arrays.sink_stage[st.ttype]  # [B]
     sink_finish = jnp.take_along_axis(st.finish, sink[:, None], axis=1)[:, 0]
     complete = st.alive & (sink_finish <= now)
     idx = jnp.where(complete, st.tid, sizes.J)
     late = sink_finish - st.arrival > arrays.deadline[st.ttype]
-    parts = critical_path_breakdown(st, arrays, sizes, slot_ms, which=complete)
-    breakdown = st.breakdown + jnp.stack([jnp.sum(jnp.where(late[:, None], 0.0, parts), 0),
-                                          jnp.sum(jnp.where(late[:, None], parts, 0.0), 0)])
+    K = min(B, COMPLETION_CHUNK)
+
+    def chunk(carry):
+        todo, breakdown = carry
+        rows = jnp.nonzero(todo, size=K, fill_value=B)[0]
+        valid = rows < B
+        rc = jnp.clip(rows, 0, B - 1)
+        parts = critical_path_breakdown(st, arrays, sizes, slot_ms, rows=rc, which=valid)
+        lt = late[rc][:, None]
+        breakdown = breakdown + jnp.stack([jnp.sum(jnp.where(lt, 0.0, parts), 0), jnp.sum(jnp.where(lt, parts, 0.0), 0)])
+        return todo.at[rows].set(False, mode="drop"), breakdown
+
+    _, breakdown = lax.while_loop(lambda c: jnp.any(c[0]), chunk, (complete, st.breakdown))
     return eqx.tree_at(
         lambda s: (s.alive, s.out_finish, s.breakdown),
         st,
@@ -331,7 +349,8 @@ def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now)
     valid = pick < Ln * S
     b = rows_c[jnp.clip(pick // S, 0, Ln - 1)]
     s = pick % S
-    order = jnp.lexsort((s, st.tid[b], ~valid))
+    # (task id, stage) order, invalid entries last: one integer key (tid*S + s is unique)
+    order = jnp.argsort(jnp.where(valid, st.tid[b] * S + s, jnp.iinfo(INT).max), stable=True)
     b, s, valid = b[order], s[order], valid[order]
     ref = b * S + s
     svc = arrays.stage_service[st.ttype[b], s]
