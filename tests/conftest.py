@@ -174,6 +174,11 @@ SHARED_PROGRAMS = {
 _GROUP_OF = {f: (g, rank, i) for rank, (g, files) in enumerate(SHARED_PROGRAMS.items()) for i, f in enumerate(files)}
 
 
+def pytest_configure(config):
+    # known also when xdist is not installed, so that the marks below raise no warning
+    config.addinivalue_line("markers", "xdist_group(name): run in the same xdist process as the group")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     last = (None, len(SHARED_PROGRAMS), 0)

@@ -33,7 +33,7 @@ class SimSizes:
     B: int  # task buffer capacity (tasks in flight per realisation)
     X: int  # light instance slots per (node, light service)
     Q: int  # light FIFO length = y_max (static bound of the parallelism)
-    Ic: int  # core instances (padded over sampled instances)
+    Ic: int  # core instances (the most over sampled instances, padded to a power of two >= 16)
     Lc: int  # ready core stages handled per boundary
     Lw: int  # waiting light stages held in the queue, all shown to the controller
     Ln: int  # newly ready stages taken per boundary
