@@ -432,6 +432,7 @@ def test_greedy_stop_and_tie_rules_by_hand(act_fns):
     ctrl, act = act_fns["propavg"]
     now, Lw, B = 10.0, 10, 12
     tol = 1e-9 * 19
+    assert 1e-9 < tol < 1e-7  # the differences below (1e-10, 1e-9 vs 1e-7, 1e-6) straddle the tolerance
 
     def run(delays, capacity=10.0, max_steps=1000):
         delays = np.asarray(delays, float)  # [2 services, 3 nodes]
