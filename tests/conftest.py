@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import edgefm  # noqa: F401  (turns on x64)
+from edgefm.runner import failure_schedules
 from edgefm.scenario import build_scenarios, load_spec
 from edgefm.sim import TRACE_COUNTER, exogenous_samples, failure_samples, simulate
 from edgefm.sim import rollout as _rollout
@@ -111,8 +112,7 @@ def run_case(scenarios, x_core, sim, *, load, seed, realisations, channel, workl
     """Simulate (not memoised); records the trace count and whether a program was compiled."""
     sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0,
                           failures=failure is not None and failure.active())
-    schedules = None if failure is None else [
-        failure.schedule(sc, total_slots=sizes.T, slot_ms=sim.slot_ms) for sc in scenarios]
+    schedules = failure_schedules(scenarios, failure, sim)
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T, schedules)
     params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller, failure=failure)
     keys = realisation_keys(seed, len(scenarios), realisations)

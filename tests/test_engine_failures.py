@@ -17,6 +17,7 @@ from edgefm_failures import NodeDown, NodeDownConfig, RandomFailureConfig, Rando
 from edgefm_lyapunov import ProposedController
 
 from edgefm.reference import make_controller, simulate_reference
+from edgefm.runner import failure_schedules
 from edgefm.sim.prepare import make_params
 
 FINISH_TOL_MS = 1e-4
@@ -135,7 +136,7 @@ def _rerun(case, failure):
     from edgefm.sim import simulate
     from edgefm.sim.prepare import stack_arrays
 
-    schedules = [failure.schedule(sc, total_slots=case.sizes.T, slot_ms=case.sim.slot_ms) for sc in case.scenarios]
+    schedules = failure_schedules(case.scenarios, failure, case.sim)
     arrays = stack_arrays(case.scenarios, case.x_core, case.sizes.Ic, case.sizes.T, schedules)
     out = simulate(case.keys, arrays, params, case.sizes, CHANNEL, WORKLOAD, case.controller, failure=failure)
     return {k: np.asarray(v) for k, v in out.items()}
@@ -181,7 +182,7 @@ def test_random_failures_follow_the_two_state_markov_chain():
     sim = sim_settings(rule="earliest_start", arrival_ms=60.0, drain_ms=60.0)
     failure = RandomFailures(RandomFailureConfig(mtbf_ms=40.0, mttr_ms=10.0, nodes=["ED1", "ES1"]))
     sizes = compute_sizes(scs, x_core, sim, load=LOAD, peak_factor=1.0, failures=True)
-    schedules = [failure.schedule(sc, total_slots=sizes.T, slot_ms=sim.slot_ms) for sc in scs]
+    schedules = failure_schedules(scs, failure, sim)
     arrays = slice_instance(stack_arrays(scs, x_core, sizes.Ic, sizes.T, schedules), 0)
     params = make_params(sim, load=LOAD, channel=CHANNEL, workload=WORKLOAD, controller=LBRR, failure=failure)
     keys = realisation_keys(3, 1, 4000)[0]

@@ -29,6 +29,11 @@ def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes
     st = _initial_state(key, arrays, sizes, workload, controller, failure)
     step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure)
     (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), jnp.arange(sizes.T))
+    return _final_results(st, series, arrays, params, sizes, failure)
+
+
+def _final_results(st, series, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, failure):
+    """The completions at the end of the horizon, then the summary of one realisation."""
     end = sizes.T * params.slot_ms
     st = observe_completions(st, arrays, sizes, end, params.slot_ms if failing(failure) else None)
     return summarise(st, series, arrays, params, sizes)
@@ -88,9 +93,7 @@ def _chunk_programs(sizes: SimSizes, chunk: int, channel, workload, controller, 
             return st, series
 
         def finish_one(st, series, arrays, params):
-            end = sizes.T * params.slot_ms
-            st = observe_completions(st, arrays, sizes, end, params.slot_ms if failing(failure) else None)
-            return summarise(st, series, arrays, params, sizes)
+            return _final_results(st, series, arrays, params, sizes, failure)
 
         programs = (
             jax.jit(batched(start_one, ((0, None), (0, 0)))),

@@ -157,17 +157,15 @@ def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fi
     )
 
 
-def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms=None, rows=None,
-                            which=None):
-    """[K,C] ms: the latency of the tasks in buffer rows ``rows`` ([K], default all B) split along
+def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms, rows, which):
+    """[K,C] ms: the latency of the tasks in buffer rows ``rows`` ([K]) split along
     their critical paths (SEMANTICS §11; meaningful for tasks whose sink has finished). From the
     sink, the critical parent maximises its finish plus the transfer of its output to the child's
     node (ties: the first parent in the list). With ``slot_ms`` (failures, SEMANTICS §12) the
     transfer delays are those of the network state of the slot in which the child was dispatched.
-    ``which`` ([K] bool, default all): the rows to walk; the others get zeros. The walk is a
+    ``which`` ([K] bool): the rows to walk; the others get zeros. The walk is a
     `while_loop`, one stage per step, that stops when every walked path has reached its root (at
     most S steps; none when no row is walked)."""
-    rows = jnp.arange(sizes.B) if rows is None else rows
     n = st.ttype[rows]
     uplink_end = st.uplink_end[rows]
     uplink = uplink_end - st.arrival[rows]
@@ -203,9 +201,7 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
         cur = jnp.where(root, cur, jnp.take_along_axis(parc, crit[:, None], axis=1)[:, 0])
         return cur, walking & ~root, parts
 
-    K = rows.shape[0]
-    walking = jnp.ones(K, bool) if which is None else which
-    init = (arrays.sink_stage[n], walking, jnp.zeros((K, len(BREAKDOWN_COMPONENTS))))
+    init = (arrays.sink_stage[n], which, jnp.zeros((rows.shape[0], len(BREAKDOWN_COMPONENTS))))
     return lax.while_loop(lambda c: jnp.any(c[1]), body, init)[2]
 
 
@@ -229,7 +225,7 @@ def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, n
         rows = jnp.nonzero(todo, size=K, fill_value=B)[0]
         valid = rows < B
         rc = jnp.clip(rows, 0, B - 1)
-        parts = critical_path_breakdown(st, arrays, sizes, slot_ms, rows=rc, which=valid)
+        parts = critical_path_breakdown(st, arrays, sizes, slot_ms, rc, valid)
         lt = late[rc][:, None]
         breakdown = breakdown + jnp.stack([jnp.sum(jnp.where(lt, 0.0, parts), 0), jnp.sum(jnp.where(lt, parts, 0.0), 0)])
         return todo.at[rows].set(False, mode="drop"), breakdown
