@@ -597,13 +597,15 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
     bound = st.bound.reshape(-1)[rc]
     counted = done.reshape(-1) & jnp.isfinite(bound)
     late = counted & (fin.reshape(-1) - t0 > bound + BOUND_TOL)
-    ml = jnp.repeat((jnp.arange(I) // sizes.X) % sizes.Ml, Q)  # [I*Q] light service of each FIFO position
+    # per light service: FIFO positions are (v, ml, x, q) in this order, so a reshape-sum (no scatter)
+    def per_service(flags):
+        return flags.reshape(sizes.V, sizes.Ml, sizes.X * Q).sum((0, 2), dtype=INT)
     st = eqx.tree_at(
         lambda q: (q.job_ref, q.job_ready, q.job_rem, q.start, q.bounded, q.bound_violations),
         st,
         (
             shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0), first_start,
-            st.bounded.at[ml].add(counted.astype(INT)), st.bound_violations.at[ml].add(late.astype(INT)),
+            st.bounded + per_service(counted), st.bound_violations + per_service(late),
         ),
     )
     return record_finish(st, arrays, sizes, finished_ref, fin.reshape(-1), done.reshape(-1))

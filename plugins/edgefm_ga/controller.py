@@ -89,7 +89,7 @@ class Problem(eqx.Module):
 def prepare(obs, sizes, arrays, y_max, slot_ms, L: int, free=None) -> Problem:
     """Build the `Problem` of one boundary from the engine's observation and the controller state
     ``free`` [V,Ml,X] (predicted finish time of the last job given to each instance; None: zeros)."""
-    V, Ml, X = sizes.V, sizes.Ml, sizes.X
+    Ml, X = sizes.Ml, sizes.X
     Lw = obs.valid.shape[0]
     occ = obs.occupancy.astype(INT)
     is_busy = occ > 0
