@@ -57,10 +57,12 @@ def scenario(instance: str):
     return random_scenario(nodes, core, seed=1)
 
 
-def run_row(solver: str, instance: str, kappa_mode: str, time_limit: float) -> dict:
+def run_row(solver: str, instance: str, kappa_mode: str, time_limit: float, heuristics: str = "default") -> dict:
     sc = scenario(instance)
     if solver == "milp":
-        placement = MilpPlacement(MilpConfig(kappa_mode=kappa_mode, time_limit_s=time_limit, threads=1))
+        placement = MilpPlacement(
+            MilpConfig(kappa_mode=kappa_mode, time_limit_s=time_limit, threads=1, heuristics=heuristics)
+        )
     else:
         placement = RelaxedPlacement(RelaxedConfig(kappa_mode=kappa_mode))
     t0 = time.perf_counter()
@@ -90,6 +92,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated solver:instance[:kappa_mode] rows")
     parser.add_argument("--time-limit", type=float, default=60.0, help="SCIP time limit per solve (s)")
+    parser.add_argument("--heuristics", default="default", help="milp: SCIP heuristics emphasis (placement.heuristics)")
     args = parser.parse_args(argv)
     rows = ROWS
     if args.only:
@@ -97,12 +100,13 @@ def main(argv=None) -> int:
         rows = [r for r in ROWS if any(r[: len(w)] == w for w in wanted)]
         rows += [(w[0], w[1], w[2]) for w in wanted if len(w) == 3 and w not in rows]
     print(f"# placement scaling — {platform.processor() or platform.machine()}, python {platform.python_version()}, "
-          f"SCIP single-threaded, time limit {args.time_limit:g} s per solve\n")  # fmt: skip
+          f"SCIP single-threaded, time limit {args.time_limit:g} s per solve, heuristics {args.heuristics}\n")  # fmt: skip
     print("| solver | instance | nodes | core MS | κ mode | κ | solves | status | time (s) | SCIP (s) | gap | objective | instances | command |")
     print("|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
     for solver, instance, kappa_mode in rows:
-        r = run_row(solver, instance, kappa_mode, args.time_limit)
-        command = f"`python benchmarks/placement_scaling.py --only {solver}:{instance}:{kappa_mode}`"
+        r = run_row(solver, instance, kappa_mode, args.time_limit, args.heuristics)
+        extra = f" --heuristics {args.heuristics}" if args.heuristics != "default" else ""
+        command = f"`python benchmarks/placement_scaling.py --only {solver}:{instance}:{kappa_mode}{extra}`"
         scip_s = "–" if np.isnan(r["scip_s"]) else f"{r['scip_s']:.1f}"
         print(
             f"| {solver} | {instance} | {r['nodes']} | {r['core']} | {kappa_mode} | {r['kappa']} | {r['solves']} | "

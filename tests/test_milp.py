@@ -84,6 +84,28 @@ def test_scip_equals_brute_force_on_tiny_programs(form):
     assert checked >= 30 and infeasible >= 1
 
 
+@pytest.mark.parametrize("heuristics", ["aggressive", "off"])
+def test_heuristics_and_scip_params_reach_scip_and_keep_the_optimum(heuristics):
+    """The emphasis and the pass-through parameters are set on the model (parameters last, so they
+    override the emphasis), and the solve still ends at the brute-force optimum."""
+    rng = np.random.default_rng(11)
+    options = scip.SolverOptions(time_limit_s=20, heuristics=heuristics, params={"heuristics/rins/freq": 7})
+    for _ in range(8):
+        p = tiny_program(rng)
+        model, _ = scip.build_model(p, 2, "global", options)
+        assert model.getParam("heuristics/rins/freq") == 7
+        # an emphasis setting other than rins: off disables, aggressive shortens the frequency
+        default = pyscipopt.Model().getParam("heuristics/crossover/freq")
+        crossover = model.getParam("heuristics/crossover/freq")
+        assert crossover == -1 if heuristics == "off" else 0 < crossover < default
+        want = brute_force(p, 2, "global")
+        got = scip.solve(p, 2, "global", options)
+        if np.isinf(want):
+            assert not got.has_solution
+        else:
+            assert got.status == "optimal" and got.objective == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
 def test_scenario_pipeline_equals_brute_force():
     """Through a scenario: capacities cut so that every (node, service) box is tiny."""
     sc = random_scenario(3, 2, num_light=2, num_types=2, seed=3)
@@ -231,6 +253,17 @@ def test_bad_options_are_config_errors(paper):
                    MilpConfig(kappa_mode="auto"), MilpConfig(retention=0.0), MilpConfig(uplink_snr0=0.0)):  # fmt: skip
         with pytest.raises(ConfigError):
             MilpPlacement(config).solve(paper, slot_ms=1.0)
+    # SCIP options: the message names the field, the value and what is accepted
+    for config, field, accepted in (
+        (MilpConfig(heuristics="agressive"), "placement.heuristics", "aggressive"),
+        (MilpConfig(scip_params=[1]), "placement.scip_params", "mapping"),
+        (MilpConfig(scip_params={"limits/nodez": 3}), "placement.scip_params.limits/nodez", "SCIP parameter name"),
+        (MilpConfig(scip_params={"limits/nodes": 2.5}), "placement.scip_params.limits/nodes", "SCIP type int"),
+        (MilpConfig(scip_params={"limits/gap": -1.0}), "placement.scip_params.limits/gap", "range"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            MilpPlacement(config).solve(paper, slot_ms=1.0)
+        assert field in str(err.value) and accepted in str(err.value)
 
 
 # ----------------------------------------------------------------------------------------------

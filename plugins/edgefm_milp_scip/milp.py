@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class MilpConfig:
     gap: float = 0.0  # relative gap at which SCIP stops (0 = proven optimal)
     threads: int = 1  # SCIP threads (> 1: concurrent solve)
     seed: int = 0  # SCIP random seed shift
+    heuristics: str = "default"  # SCIP primal heuristics emphasis: default | aggressive | fast | off
+    scip_params: Any = None  # any SCIP parameters, set last (e.g. {limits/nodes: 1000})
     write_model: bool = False  # write the program solved last as MPS and LP
     model_dir: str = ""  # folder for write_model ("" = the Hydra run folder, else the working directory)
     verbose: bool = False  # SCIP log on stdout
@@ -102,10 +105,19 @@ class MilpPlacement(AbstractPlacementSolver):
             raise ConfigError("placement.gap", self.config.gap, "a relative gap in [0, 1)")
         if self.config.threads < 1:
             raise ConfigError("placement.threads", self.config.threads, "an integer >= 1")
+        if self.config.heuristics not in scip.HEURISTICS:
+            raise ConfigError("placement.heuristics", self.config.heuristics, "one of: " + ", ".join(scip.HEURISTICS))
+        params = self.config.scip_params
+        if params is not None and not isinstance(params, Mapping):
+            raise ConfigError("placement.scip_params", params, "a mapping of SCIP parameter names to values, e.g. {limits/nodes: 1000}")
+        scip.check_params(dict(params or {}), "placement.scip_params")
 
     def options(self) -> scip.SolverOptions:
         c = self.config
-        return scip.SolverOptions(time_limit_s=c.time_limit_s, gap=c.gap, threads=c.threads, seed=c.seed, verbose=c.verbose)
+        return scip.SolverOptions(
+            time_limit_s=c.time_limit_s, gap=c.gap, threads=c.threads, seed=c.seed, verbose=c.verbose,
+            heuristics=c.heuristics, params=dict(c.scip_params or {}),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------
     def reusable(self) -> bool:

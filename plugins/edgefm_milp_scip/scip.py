@@ -8,6 +8,7 @@ binary z_{v,m} with z ≤ x ≤ M_{v,m} z, for the pairs that can hold an instan
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 import time
 from collections.abc import Callable
@@ -16,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pyscipopt
 
-from edgefm.errors import SolverError
+from edgefm.errors import ConfigError, SolverError
 from edgefm.scenario.model import RESOURCES
 from edgefm_milp_scip.program import Program
 
 FORMS = ("global", "per_service")
+HEURISTICS = ("default", "aggressive", "fast", "off")  # SCIP's emphasis settings for primal heuristics
 
 
 @dataclasses.dataclass
@@ -47,6 +49,8 @@ class SolverOptions:
     threads: int = 1
     seed: int = 0
     verbose: bool = False
+    heuristics: str = "default"  # one of HEURISTICS
+    params: dict = dataclasses.field(default_factory=dict)  # SCIP parameters, set after everything else
 
 
 def _safe(name: str) -> str:
@@ -71,6 +75,10 @@ def build_model(program: Program, kappa: int | None, form: str, options: SolverO
     model.setParam("randomization/randomseedshift", int(options.seed))
     if options.threads > 1:
         model.setParam("parallel/maxnthreads", int(options.threads))
+    if options.heuristics != "default":
+        model.setHeuristics(getattr(pyscipopt.SCIP_PARAMSETTING, options.heuristics.upper()))
+    for key, value in options.params.items():
+        model.setParam(key, value)
     name = _names(program)
     V, J = program.coef.shape
     x, z = {}, {}
@@ -127,6 +135,34 @@ def solve(program: Program, kappa: int | None, form: str, options: SolverOptions
     objective = program.objective(values)
     gap = 0.0 if status == "optimal" else float(model.getGap())
     return Solve(kappa, status, values, objective, gap, seconds, model)
+
+
+def check_params(params: dict, field: str) -> None:
+    """Raise a ConfigError unless every (name, value) is a SCIP parameter and a value it accepts."""
+    model = pyscipopt.Model()
+    model.hideOutput()
+    for key, value in params.items():
+        where = f"{field}.{key}"
+        try:
+            current = model.getParam(key)
+        except KeyError:
+            raise ConfigError(where, value, "a SCIP parameter name, e.g. limits/nodes or heuristics/rins/freq "
+                              "(the list: SCIP's documentation, or pyscipopt.Model().getParams())") from None
+        kind = type(current)
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        elif kind is float:
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(where, value, f"a value of SCIP type {kind.__name__} (now {current!r})")
+        try:
+            model.setParam(key, value)
+        except (ValueError, TypeError, LookupError):
+            raise ConfigError(where, value, f"a {kind.__name__} within the range SCIP allows for {key}") from None
 
 
 def occupied(x: np.ndarray, form: str) -> int:
@@ -247,6 +283,6 @@ def ensure_solution(result: Solve, program: Program, form: str, fractions: np.nd
 
 
 __all__ = [
-    "FORMS", "Solve", "SolverOptions", "build_model", "demand_diagnosis", "ensure_solution", "kappa_diagnosis",
+    "FORMS", "HEURISTICS", "Solve", "SolverOptions", "build_model", "check_params", "demand_diagnosis", "ensure_solution", "kappa_diagnosis",
     "kappa_max", "occupied", "solve", "write_model",
 ]
