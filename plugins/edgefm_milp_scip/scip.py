@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 import re
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -159,10 +162,28 @@ def check_params(params: dict, field: str) -> None:
             ok = isinstance(value, str)
         if not ok:
             raise ConfigError(where, value, f"a value of SCIP type {kind.__name__} (now {current!r})")
+        reason = _set_quietly(model, key, value)
+        if reason is not None:
+            raise ConfigError(where, value, f"a value SCIP accepts for {key} ({kind.__name__}{reason})")
+
+
+def _set_quietly(model: pyscipopt.Model, key: str, value) -> str | None:
+    """``model.setParam(key, value)`` with SCIP's own error lines (written by C to stderr) held back;
+    None if it was set, else ", in range [lo,hi]" when SCIP named the range, or ""."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
         try:
             model.setParam(key, value)
+            return None
         except (ValueError, TypeError, LookupError):
-            raise ConfigError(where, value, f"a {kind.__name__} within the range SCIP allows for {key}") from None
+            held.seek(0)
+            found = re.search(r"range (\[[^\]]*\])", held.read().decode(errors="replace"))
+            return f", in range {found.group(1)}" if found else ""
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def occupied(x: np.ndarray, form: str) -> int:
@@ -283,6 +304,6 @@ def ensure_solution(result: Solve, program: Program, form: str, fractions: np.nd
 
 
 __all__ = [
-    "FORMS", "HEURISTICS", "Solve", "SolverOptions", "build_model", "check_params", "demand_diagnosis", "ensure_solution", "kappa_diagnosis",
-    "kappa_max", "occupied", "solve", "write_model",
+    "FORMS", "HEURISTICS", "Solve", "SolverOptions", "build_model", "check_params", "demand_diagnosis",
+    "ensure_solution", "kappa_diagnosis", "kappa_max", "occupied", "solve", "write_model",
 ]
