@@ -90,6 +90,7 @@ def test_heuristics_and_scip_params_reach_scip_and_keep_the_optimum(heuristics):
     override the emphasis), and the solve still ends at the brute-force optimum."""
     rng = np.random.default_rng(11)
     options = scip.SolverOptions(time_limit_s=20, heuristics=heuristics, params={"heuristics/rins/freq": 7})
+    solved = 0
     for _ in range(8):
         p = tiny_program(rng)
         model, _ = scip.build_model(p, 2, "global", options)
@@ -104,6 +105,8 @@ def test_heuristics_and_scip_params_reach_scip_and_keep_the_optimum(heuristics):
             assert not got.has_solution
         else:
             assert got.status == "optimal" and got.objective == pytest.approx(want, rel=1e-9, abs=1e-9)
+            solved += 1
+    assert solved >= 4
 
 
 def test_scenario_pipeline_equals_brute_force():
