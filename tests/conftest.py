@@ -29,6 +29,7 @@ from edgefm.sim import TRACE_COUNTER, exogenous_samples, failure_samples, simula
 from edgefm.sim import rollout as _rollout
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, slice_instance, stack_arrays
+from edgefm.sim.step import failing
 from edgefm_baselines import LBRRController, LeastLoadedPlacement
 from edgefm_channels import NakagamiChannel
 from edgefm_workloads import PoissonWorkload
@@ -111,7 +112,7 @@ def run_case(scenarios, x_core, sim, *, load, seed, realisations, channel, workl
              failure=None):
     """Simulate (not memoised); records the trace count and whether a program was compiled."""
     sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0,
-                          failures=failure is not None and failure.active())
+                          failures=failing(failure))
     schedules = failure_schedules(scenarios, failure, sim)
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T, schedules)
     params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller, failure=failure)

@@ -44,7 +44,7 @@ def _component_key(c):
     (numeric options listed in `params()`, and the workload's load, are traced leaves). A failure
     model's other options act only through its host-side `schedule` (traced arrays)."""
     if c is None or getattr(c, "kind", None) == "failure":  # a model that fails nothing: no failure code
-        return (c.static_key(), True) if failing(c) else None
+        return c.static_key() if failing(c) else None
     traced = set(c.params()) | {"load"}
     config = c.config
     if dataclasses.is_dataclass(config):
