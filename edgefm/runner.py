@@ -29,6 +29,7 @@ class SimSettings:
     """The `sim` config group (see `edgefm.config.schema.SimConfig` for the documented defaults)."""
 
     realisations: int = 8
+    batch: int | None = None
     slot_ms: float = 1.0
     arrival_ms: float = 200.0
     drain_ms: float = 100.0
@@ -70,6 +71,9 @@ def validate_sim(sim) -> None:
         value = getattr(sim, name)
         if not (int(value) == value and value >= 0):
             raise ConfigError(f"sim.{name}", value, "an integer >= 0 (0 = sized automatically)")
+    batch = getattr(sim, "batch", None)
+    if batch is not None and not (int(batch) == batch and batch >= 0):
+        raise ConfigError("sim.batch", batch, "null (automatic) or an integer >= 0 (0 = all realisations at once)")
     if not (int(sim.chunk_slots) == sim.chunk_slots and sim.chunk_slots >= 0):
         raise ConfigError("sim.chunk_slots", sim.chunk_slots, "an integer >= 0 (0 = automatic)")
     for q in sim.quantiles:
@@ -205,7 +209,8 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     chunk = int(sim.chunk_slots) or (max(1, sizes.T // 20) if show else 0)
     with _progress_bar(show, f"{len(scenarios)} x {int(sim.realisations)} realisations, {sizes.T} slots") as progress:
         out = simulate(keys, arrays, params, sizes, components.channel, components.workload, components.controller,
-                       chunk_slots=chunk, progress=progress, failure=components.failure)
+                       chunk_slots=chunk, progress=progress, failure=components.failure,
+                       batch=None if getattr(sim, "batch", None) is None else int(sim.batch))
         out = jax.tree.map(np.asarray, jax.block_until_ready(out))
     seconds["simulate"] = time.perf_counter() - t0
     overflow = int(np.sum(out["list_overflow"]))

@@ -207,6 +207,7 @@ BAD_INPUT = {
     "wrong type": (["sim.realisations=abc"], ["sim.realisations", "abc", "Integer"]),
     "unknown plugin option": (["+controller.foo=1"], ["controller.foo", "no options"]),
     "horizon not whole slots": (["sim.arrival_ms=20.5"], ["sim.arrival_ms", "20.5", "multiple"]),
+    "negative batch": (["sim.batch=-2"], ["sim.batch", "-2", "integer >= 0"]),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -375,3 +376,40 @@ def test_tiny_scenario_by_hand(tiny):
         assert float(o["cost_total"]) == pytest.approx(slot_cost.sum() + CORE_COST[0] + T * CORE_COST[1], abs=1e-9)
         assert int(o["capacity_violations"]) == int(o["invalid_actions"]) == int(o["list_overflow"]) == 0
     assert spans > 0 and finished > 0  # the multi-slot light path and completions are exercised
+
+
+def test_realisation_layout():
+    """How R realisations are split over devices and grouped: the most devices that divide R, then the
+    largest group that divides the per-device count and is at most `batch` (0: all at once)."""
+    from edgefm.sim.rollout import realisation_layout
+
+    assert realisation_layout(20, 1, 2) == (1, 2)
+    assert realisation_layout(20, 0, 2) == (10, 2)
+    assert realisation_layout(12, 5, 2) == (3, 2)  # 6 per device: groups of 3
+    assert realisation_layout(12, 6, 4) == (3, 4)  # 3 per device: the batch is capped at what a device has
+    assert realisation_layout(7, 2, 2) == (1, 1)  # 7 does not split over 2 devices
+    assert realisation_layout(9, 4, 8) == (3, 3)  # 3 devices of 8 divide 9; 3 each, batched
+    assert realisation_layout(1, None, 2) == (1, 1)
+
+
+def test_the_realisation_layout_does_not_change_the_results(engine):
+    """The same realisations run all vmapped on one device (the accelerator layout) and in vmapped
+    groups of 5 over two devices give the results of the default CPU layout (one realisation at a time,
+    on every device): counts and decisions exactly, floats to a few ulps (XLA's vector and scalar
+    versions of log2 round differently, and reductions such as means add in another order)."""
+    from edgefm.sim.rollout import realisation_layout, simulate
+
+    case = engine("small", rule="earliest_start")
+    assert case.R == 20
+    for batch, devices in ((0, 1), (5, 2)):
+        group, shards = realisation_layout(case.R, batch, devices)
+        assert group > 1 and shards == min(devices, len(jax.devices()))
+        out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller,
+                       batch=batch, devices=devices)
+        assert out.keys() == case.out.keys()
+        for name in case.out:
+            got, want = np.asarray(out[name]), case.out[name]
+            if np.issubdtype(want.dtype, np.floating):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+            else:
+                np.testing.assert_array_equal(got, want, err_msg=name)

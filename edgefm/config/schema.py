@@ -10,7 +10,7 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
@@ -30,7 +30,8 @@ class CoreDispatch(enum.Enum):
 class SimConfig:
     """The ``sim`` group: horizon, engine sizes and reported quantiles (`edgefm.runner.SimSettings`)."""
 
-    realisations: int = 8  # Monte Carlo realisations per sampled scenario instance (vmapped)
+    realisations: int = 8  # Monte Carlo realisations per sampled scenario instance
+    batch: Optional[int] = None  # realisations vmapped at once (None: 1 on the CPU, all on an accelerator)
     slot_ms: float = 1.0  # slot length, ms; the controller decides once per slot
     arrival_ms: float = 200.0  # tasks arrive during [0, arrival_ms); a whole number of slots
     drain_ms: float = 100.0  # further time without arrivals for tasks in flight to finish; whole slots

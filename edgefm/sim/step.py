@@ -1,7 +1,7 @@
 """One slot of the engine, for one realisation (docs/SEMANTICS.md §2, in the same order).
 
-All shapes are static (`SimSizes`); the batch axes (realisations, instances) are added by `vmap` in
-`rollout.py`. Stage references are flat indices b*S + s into the task buffer.
+All shapes are static (`SimSizes`); the batch axes (realisations, instances) are added in
+`rollout.py` (by `vmap`, or a loop over realisations on the CPU). Stage references are flat indices b*S + s into the task buffer.
 
 Layout choices that keep a slot cheap:
 - readiness is incremental: each stage keeps the number of parents whose finish time is known and
@@ -558,27 +558,35 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
     f = rates.reshape(I)
     end = now + slot_ms
 
-    def position(q, carry):
-        cursor, blocked, n_done, rem_all, fin_all, done_all, start_all = carry
+    # position q of every FIFO at once, positions in order; a job that is not done blocks the rest of
+    # its FIFO, so the walk stops at the first position where no instance is still working (the
+    # outputs keep their initial values there: nothing done, nothing started, work unchanged)
+    def position(carry):
+        q, cursor, blocked, n_done, rem_all, fin_all, done_all, start_all = carry
         active = (st.job_ref[:, q] >= 0) & ~blocked
         start = jnp.maximum(cursor, st.job_ready[:, q])
         can = active & (start < end)
         rem = st.job_rem[:, q]
         fin = start + rem / f
         done = can & (fin <= end)
-        rem_all = rem_all.at[:, q].set(jnp.where(done, 0.0, jnp.where(can, rem - f * (end - start), rem)))
-        fin_all = fin_all.at[:, q].set(fin)
-        done_all = done_all.at[:, q].set(done)
-        start_all = start_all.at[:, q].set(jnp.where(can, start, INF))
+        rem_all = rem_all.at[q].set(jnp.where(done, 0.0, jnp.where(can, rem - f * (end - start), rem)))
+        fin_all = fin_all.at[q].set(fin)
+        done_all = done_all.at[q].set(done)
+        start_all = start_all.at[q].set(jnp.where(can, start, INF))
         cursor = jnp.where(done, fin, cursor)
         blocked = blocked | (active & ~done)
-        return cursor, blocked, n_done + done, rem_all, fin_all, done_all, start_all
+        return q + 1, cursor, blocked, n_done + done, rem_all, fin_all, done_all, start_all
+
+    def more(carry):
+        q, blocked = carry[0], carry[2]
+        return (q < Q) & jnp.any((st.job_ref[:, jnp.minimum(q, Q - 1)] >= 0) & ~blocked)
 
     init = (
-        jnp.full(I, now), jnp.zeros(I, bool), jnp.zeros(I, INT), st.job_rem, jnp.zeros((I, Q)),
-        jnp.zeros((I, Q), bool), jnp.full((I, Q), INF),
+        0, jnp.full(I, now), jnp.zeros(I, bool), jnp.zeros(I, INT), st.job_rem.T, jnp.zeros((Q, I)),
+        jnp.zeros((Q, I), bool), jnp.full((Q, I), INF),
     )
-    _, _, n_done, rem, fin, done, started = lax.fori_loop(0, Q, position, init)
+    _, _, _, n_done, rem, fin, done, started = lax.while_loop(more, position, init)
+    rem, fin, done, started = rem.T, fin.T, done.T, started.T  # [I,Q]
     # done jobs form a prefix of each FIFO: shift the rest to the front
     src = jnp.arange(Q)[None, :] + n_done[:, None]
     keep = src < Q
