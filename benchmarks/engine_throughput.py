@@ -9,6 +9,7 @@ realisations of the same scenario in the same session, on the same exogenous sam
     python benchmarks/engine_throughput.py                     # R = 1, 16, 64, 256
     python benchmarks/engine_throughput.py --realisations 1 16 --reference 2 --out bench.json
     python benchmarks/engine_throughput.py --controller proposed --realisations 1 16 64
+    EDGEFM_CPU_DEVICES=1 python benchmarks/engine_throughput.py --batch 0   # the vmapped one-device layout
 
 On a machine without the package installed (a GPU box), run it from the repository root with
 ``PYTHONPATH=.:plugins``: it imports only the engine and the built-in plugins it names (no Hydra,
@@ -67,14 +68,14 @@ def setup(realisations: int, load: float, controller: str = "lbrr"):
     return sim, scenarios, x_core, (channel, workload, controller), sizes, arrays, params, keys
 
 
-def engine_child(realisations: int, load: float, controller: str) -> dict:
+def engine_child(realisations: int, load: float, controller: str, batch: int | None = None) -> dict:
     import jax
 
-    from edgefm.sim.rollout import compile_simulation
+    from edgefm.sim.rollout import compile_simulation, realisation_layout
 
     _, _, _, comps, sizes, arrays, params, keys = setup(realisations, load, controller)
     t0 = time.perf_counter()
-    fn = compile_simulation(keys, arrays, params, sizes, *comps)
+    fn = compile_simulation(keys, arrays, params, sizes, *comps, batch=batch)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = jax.block_until_ready(fn(keys, arrays, params))
@@ -90,6 +91,8 @@ def engine_child(realisations: int, load: float, controller: str) -> dict:
         "list_overflow": int(out["list_overflow"].sum()),
         "ontime_rate_mean": float(out["ontime_rate"].mean()),
         "device": str(jax.devices()[0]),
+        "devices": len(jax.devices()),
+        "layout": realisation_layout(realisations, batch),  # (group, shards)
         "device_peak_mib": stats.get("peak_bytes_in_use", 0) / 2**20,
     }
 
@@ -122,16 +125,19 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", type=int, default=2, help="reference realisations to time (0 = skip)")
     ap.add_argument("--load", type=float, default=1.0)
     ap.add_argument("--controller", default="lbrr", choices=sorted(CONTROLLERS))
+    ap.add_argument("--batch", type=int, default=None,
+                    help="realisations vmapped at once (default: the engine's, 1 on the CPU; 0 = all)")
     ap.add_argument("--out", default="")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(engine_child(args.child, args.load, args.controller)))
+        print(json.dumps(engine_child(args.child, args.load, args.controller, args.batch)))
         return 0
     rows = []
     for r in args.realisations:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(r), "--load", str(args.load), "--controller", args.controller],
+            [sys.executable, __file__, "--child", str(r), "--load", str(args.load), "--controller", args.controller]
+            + ([] if args.batch is None else ["--batch", str(args.batch)]),
             capture_output=True, text=True,
         )
         if proc.returncode != 0:  # e.g. out of memory at a large size: report it and go on
@@ -144,14 +150,14 @@ def main(argv=None) -> int:
         print(json.dumps({"reference": ref}), flush=True)
     machine = f"{platform.node()} {platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}"
     print(f"\nmachine: {machine}\n")
-    print("| realisations | compile (s) | run (s) | realisation-slots/s | x reference | peak RSS (MiB) | list_overflow |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| realisations | layout (group, devices) | compile (s) | run (s) | realisation-slots/s | x reference | peak RSS (MiB) | list_overflow |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         ratio = row["realisation_slots_per_s"] / ref["realisation_slots_per_s"] if ref else float("nan")
-        print(f"| {row['realisations']} | {row['compile_s']:.1f} | {row['run_s']:.1f} | "
+        print(f"| {row['realisations']} | {tuple(row['layout'])} | {row['compile_s']:.1f} | {row['run_s']:.1f} | "
               f"{row['realisation_slots_per_s']:.0f} | {ratio:.1f} | {row['peak_rss_mib']:.0f} | {row['list_overflow']} |")
     if ref:
-        print(f"| reference ({ref['realisations']}) | - | {ref['run_s']:.1f} | {ref['realisation_slots_per_s']:.1f} | 1 | - | - |")
+        print(f"| reference ({ref['realisations']}) | - | - | {ref['run_s']:.1f} | {ref['realisation_slots_per_s']:.1f} | 1 | - | - |")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"machine": machine, "controller": args.controller, "engine": rows, "reference": ref,

@@ -413,3 +413,27 @@ def test_the_realisation_layout_does_not_change_the_results(engine):
                 np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
             else:
                 np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_compact_light_assignment_matches_the_whole_list(engine, monkeypatch):
+    """Without a batch axis the engine validates and writes the light assignments over the assigned
+    entries only when there are at most `APPLY_CHUNK` of them, and over the whole list otherwise (a
+    `cond`). With the chunk at 2 both branches run in every realisation (lbrr assigns 0 to 12 stages
+    per slot here, more than 2 in 228 of the 6 000 slots and in each realisation, counted once with
+    `edgefm.testing.recording`): the results equal the default run's."""
+    from edgefm.sim import step
+    from edgefm.sim.rollout import realisation_layout, simulate
+
+    case = engine("small", rule="earliest_start")
+    assert realisation_layout(case.R)[0] == 1  # the default run went through the compact path
+    x = case.out["x_light"][0]
+    assert (x.sum((-1, -2)) > 0).any()
+    monkeypatch.setattr(step, "APPLY_CHUNK", 2)
+    monkeypatch.setattr(rollout, "_COMPILED", {})  # a program traced with the small chunk
+    out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller)
+    for name in case.out:
+        got, want = np.asarray(out[name]), case.out[name]
+        if np.issubdtype(want.dtype, np.floating):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=name)

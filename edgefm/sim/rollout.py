@@ -29,9 +29,9 @@ def _initial_state(key, arrays: ScenarioArrays, sizes: SimSizes, workload, contr
 
 
 def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
-                 failure=None):
+                 failure=None, compact=False):
     st = _initial_state(key, arrays, sizes, workload, controller, failure)
-    step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure)
+    step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure, compact)
     (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), jnp.arange(sizes.T))
     return _final_results(st, series, arrays, params, sizes, failure)
 
@@ -91,13 +91,27 @@ def _batched(fn, group: int, instance_axes: tuple, shards: int, n_realisation: i
         mapped, shared = args[:n_realisation], args[n_realisation:]
         one = lambda m: fn(*m, *shared)  # noqa: E731
         R = jax.tree.leaves(mapped)[0].shape[0]
-        if group >= R:
-            return jax.vmap(one)(mapped)
         if group == 1:  # no vmap at all: a plain loop over realisations
             return lax.map(one, mapped)
+        if group >= R:
+            return jax.vmap(one)(mapped)
         return lax.map(one, mapped, batch_size=group)
 
-    run = jax.vmap(per_instance, in_axes=(0,) * n_realisation + tuple(instance_axes))
+    axes = (0,) * n_realisation + tuple(instance_axes)
+    if group == 1:  # instances in a loop too, so that the step runs without any batch axis
+
+        def run(*args):
+            over = [i for i, a in enumerate(axes) if a is not None]
+
+            def one_instance(xs):
+                full = list(args)
+                for i, x in zip(over, xs):
+                    full[i] = x
+                return per_instance(*full)
+
+            return lax.map(one_instance, tuple(args[i] for i in over))
+    else:
+        run = jax.vmap(per_instance, in_axes=axes)
     if shards > 1:
         mesh = Mesh(np.array(jax.devices()[:shards]), ("r",))
         specs = (P(None, "r"),) * n_realisation + (P(),) * len(instance_axes)
@@ -115,7 +129,7 @@ def _program(sizes: SimSizes, channel, workload, controller, failure=None, layou
         group, shards = layout
 
         def one(key, arrays, params):
-            return _rollout_one(key, arrays, params, sizes, channel, workload, controller, failure)
+            return _rollout_one(key, arrays, params, sizes, channel, workload, controller, failure, group == 1)
 
         fn = _batched(one, group, (0, None), shards, 1)
         _COMPILED[cache_key] = fn
@@ -130,7 +144,7 @@ def _chunk_programs(sizes: SimSizes, chunk: int, channel, workload, controller, 
     programs = _COMPILED.get(cache_key)
     if programs is None:
         group, shards = layout
-        step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure)
+        step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure, group == 1)
 
         def start_one(key, arrays):
             return _initial_state(key, arrays, sizes, workload, controller, failure)

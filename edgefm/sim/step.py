@@ -495,8 +495,15 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
     )
 
 
-def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: ScenarioArrays, sizes: SimSizes):
-    """Validate the controller's decision, append admitted stages to their instances' FIFOs."""
+APPLY_CHUNK = 256  # assignments validated together when few are asked (the engine's sequential layout)
+
+
+def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: ScenarioArrays, sizes: SimSizes,
+                       compact: bool = False):
+    """Validate the controller's decision, append admitted stages to their instances' FIFOs.
+
+    With ``compact`` (realisations run one at a time) and at most `APPLY_CHUNK` stages assigned, the
+    checks and writes go over those entries only (a `cond`; the same results as over the whole list)."""
     V, Ml, X, Q, L = sizes.V, sizes.Ml, sizes.X, sizes.Q, sizes.Lw
     I, BS = V * Ml * X, sizes.B * sizes.S
     occ = (st.job_ref >= 0).sum(-1)  # [I]
@@ -504,50 +511,66 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     if obs.node_up is not None:  # no light instance on a down node (SEMANTICS §12)
         alive = alive & jnp.repeat(obs.node_up, Ml * X)
     y = jnp.clip(jnp.repeat(action.parallelism.reshape(V * Ml), X), 0, Q)  # [I]
-    inst = action.assign
-    asked = obs.valid & (inst >= 0)
-    inst_c = jnp.clip(inst, 0, I - 1)
-    same_service = (inst_c // X) % Ml == obs.light
-    idx = jnp.arange(L)
-    # The controller states each assignment's rank among the new jobs of its instance. An
-    # instance whose ranks are not exactly 0..n-1 within its room gets none of its new jobs.
-    rank = action.rank
-    target = jnp.where(asked & (inst < I), inst_c, I)
-    n_new = jnp.zeros(I + 1, INT).at[target].add(1)[:I]
-    top = jnp.full(I + 1, -1, INT).at[target].max(rank)[:I]
-    cell = jnp.where(asked & (inst < I), inst_c * Q + jnp.clip(rank, 0, Q - 1), I * Q)
-    clash = jnp.zeros(I * Q + 1, INT).at[cell].add(1)[:I * Q].reshape(I, Q).max(-1) > 1
-    consistent = (top + 1 == n_new) & ~clash & (occ + n_new <= y)
-    v = inst_c // (Ml * X)
-    ready = obs.data_ready[idx, v]
-    if obs.node_up is not None:  # nothing where the input cannot arrive (SEMANTICS §12): the
-        # instance gets none of its new jobs, so its FIFO stays contiguous
-        unreachable = jnp.zeros(I + 1, bool).at[jnp.where(ready < INF, I, target)].set(True)[:I]
-        consistent = consistent & ~unreachable
-    pos = occ[inst_c] + rank
-    ok = asked & (inst < I) & same_service & alive[inst_c] & consistent[inst_c] & (rank >= 0)
-    ref = jnp.clip(st.light_q, 0, BS - 1)
-    svc = arrays.light_service[obs.light]
-    slot = jnp.where(ok, inst_c * Q + pos, I * Q)
-    at = jnp.where(ok, ref, BS)
-    bound = jnp.full(L, jnp.nan) if action.bound is None else action.bound.astype(st.bound.dtype)
-    light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok)
-    st = eqx.tree_at(
-        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid,
-                   q.disp, q.rdy, q.bound),
-        st,
-        (
+    asked_all = obs.valid & (action.assign >= 0)
+    ref_all = jnp.clip(st.light_q, 0, BS - 1)
+    bound_all = jnp.full(L, jnp.nan) if action.bound is None else action.bound.astype(st.bound.dtype)
+
+    def writes(sel):
+        """(ok [L], FIFO slots, their refs, ready times and work, buffer cells, node, bound) for
+        the list entries `sel` ([K], L = none)."""
+        K = sel.shape[0]
+        selc = jnp.clip(sel, 0, L - 1)
+        inst = action.assign[selc]
+        asked = asked_all[selc] & (sel < L)
+        inst_c = jnp.clip(inst, 0, I - 1)
+        light = obs.light[selc]
+        same_service = (inst_c // X) % Ml == light
+        # The controller states each assignment's rank among the new jobs of its instance. An
+        # instance whose ranks are not exactly 0..n-1 within its room gets none of its new jobs.
+        rank = action.rank[selc]
+        target = jnp.where(asked & (inst < I), inst_c, I)
+        n_new = jnp.zeros(I + 1, INT).at[target].add(1)[:I]
+        top = jnp.full(I + 1, -1, INT).at[target].max(rank)[:I]
+        cell = jnp.where(asked & (inst < I), inst_c * Q + jnp.clip(rank, 0, Q - 1), I * Q)
+        clash = jnp.zeros(I * Q + 1, INT).at[cell].add(1)[:I * Q].reshape(I, Q).max(-1) > 1
+        consistent = (top + 1 == n_new) & ~clash & (occ + n_new <= y)
+        v = inst_c // (Ml * X)
+        ready = obs.data_ready[selc, v]
+        if obs.node_up is not None:  # nothing where the input cannot arrive (SEMANTICS §12): the
+            # instance gets none of its new jobs, so its FIFO stays contiguous
+            unreachable = jnp.zeros(I + 1, bool).at[jnp.where(ready < INF, I, target)].set(True)[:I]
+            consistent = consistent & ~unreachable
+        pos = occ[inst_c] + rank
+        ok = asked & (inst < I) & same_service & alive[inst_c] & consistent[inst_c] & (rank >= 0)
+        ref = ref_all[selc]
+        slot = jnp.where(ok, inst_c * Q + pos, I * Q)
+        at = jnp.where(ok, ref, BS)
+        ok_all = ok if K == L else jnp.zeros(L, bool).at[sel].set(ok, mode="drop")
+        light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok_all)
+        return (
             _flat_set(st.job_ref, slot, ref),
             _flat_set(st.job_ready, slot, ready),
-            _flat_set(st.job_rem, slot, arrays.work[svc]),
+            _flat_set(st.job_rem, slot, arrays.work[arrays.light_service[light]]),
             _flat_set(st.node, at, v),
             light_q,
             light_q_slot,
             st.invalid + jnp.sum(asked & ~ok),
             _flat_set(st.disp, at, obs.now),
             _flat_set(st.rdy, at, ready),
-            _flat_set(st.bound, at, bound),
-        ),
+            _flat_set(st.bound, at, bound_all[selc]),
+        )
+
+    K = min(APPLY_CHUNK, L)
+    if compact and K < L:
+        new = lax.cond(asked_all.sum() <= K, lambda: writes(jnp.nonzero(asked_all, size=K, fill_value=L)[0]),
+                       lambda: writes(jnp.arange(L)))
+    else:
+        new = writes(jnp.arange(L))
+    st = eqx.tree_at(
+        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid,
+                   q.disp, q.rdy, q.bound),
+        st,
+        new,
     )
     return st, alive.reshape(V, Ml, X), y.reshape(V, Ml, X)
 
@@ -631,8 +654,9 @@ def draw_failures(key, t, failure_state, arrays: ScenarioArrays, params, failure
     return arrays.node_sched[t] & up, failure_state
 
 
-def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None, failure=None):
-    """Build `step(carry, t) -> (carry, per-slot outputs)` for `lax.scan`, one realisation."""
+def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None, failure=None, compact=False):
+    """Build `step(carry, t) -> (carry, per-slot outputs)` for `lax.scan`, one realisation.
+    ``compact``: the step runs without a batch axis (see `apply_light_action`)."""
     fails = failing(failure)
 
     def step(carry, t):
@@ -664,7 +688,7 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
             st.controller_state, obs, (sizes, arrays), params, stream(key, STREAM_CONTROLLER, t)
         )
         st = eqx.tree_at(lambda q: q.controller_state, st, cstate, is_leaf=lambda x: x is None)
-        st, alive, y = apply_light_action(st, obs, action, arrays, sizes)
+        st, alive, y = apply_light_action(st, obs, action, arrays, sizes, compact)
 
         counts_l = alive.sum(-1).astype(INT)  # [V,Ml]
         prev = st.prev_alive.sum(-1).astype(INT)
