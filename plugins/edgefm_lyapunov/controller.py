@@ -1,7 +1,7 @@
 """Controllers `proposed` and `propavg`: Algorithm 1 of the paper (MODEL.md §7.4), exactly as pinned
 down by docs/SEMANTICS.md §9, in JAX with static shapes.
 
-Layout of one boundary (per realisation; the engine adds the batch axes with vmap):
+Layout of one boundary (per realisation; the engine adds the batch axes):
 
 - `update_queues`: the virtual queues H[B] of the task buffer (the controller state).
 - `stage_tables`: the first L = `max_stages_per_service` waiting stages of every light service, in
@@ -11,9 +11,10 @@ Layout of one boundary (per realisation; the engine adds the batch axes with vma
 - `evaluate_service`: Φ_m for one set X_m of instances of service m: a `lax.while_loop` over the
   n_m stages of m (sequential: each placement changes the occupancies seen by the next stage) with
   the V·X candidate instances vectorised, then the re-score with the final occupancies.
-- `greedy`: the table Φ_m(X_m + one instance on v) for every (m, v) ([Ml, V], one vmap over
-  services and nodes), then a bounded `lax.while_loop` that adds the best feasible pair and
-  recomputes only the changed service's row (one vmap over the V nodes).
+- `greedy`: the table Φ_m(X_m + one instance on v) for every (m, v) ([Ml, V]: a vmap over the
+  nodes; over the services a loop on the CPU and a vmap elsewhere, `over_services`), then a
+  bounded `lax.while_loop` that adds the best feasible pair and recomputes only the changed
+  service's row (one vmap over the V nodes).
 - `LyapunovController.act`: queues, tables, greedy, final dispatch from Φ_m on the final X.
 
 The time goes into `evaluate_service`'s loop: (Ml·(V+1) evaluations vmapped, then V per greedy step,
@@ -250,6 +251,16 @@ def feasible_pairs(in_x, light_r, core_usage, capacity, waiting_total, up=None):
     return ok.T
 
 
+def over_services(f, *xs):
+    """f over the leading (service) axis of xs: a loop (`lax.map`) on the CPU, `vmap` elsewhere. On
+    XLA:CPU the Ml services' stage loops run faster one after another than batched (a batched
+    `while_loop` runs as long as its longest service, and carries batch indices in every gather and
+    scatter); on a GPU the batch is what fills the device. Same arithmetic, same decisions."""
+    if jax.default_backend() == "cpu":
+        return lax.map(lambda a: f(*a), xs)
+    return jax.vmap(f)(*xs)
+
+
 def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=None) -> GreedyResult:
     Vn, Ml, X = obs.occupancy.shape
     light_r = arrays.resource[arrays.light_service]
@@ -269,7 +280,7 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=
         configs = jnp.concatenate([in_x_m[None], jax.vmap(lambda v: add_instance(in_x_m, v))(nodes)])
         return jax.vmap(lambda c: phi_of(m, c))(configs)
 
-    table = jax.vmap(base_and_additions)(jnp.arange(Ml), in_x0_m)  # [Ml,V+1]
+    table = over_services(base_and_additions, jnp.arange(Ml), in_x0_m)  # [Ml,V+1]
     phi0, add0 = table[:, 0], table[:, 1:]
 
     def decide(in_x, phi, add):
@@ -304,7 +315,7 @@ def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=Non
     Vn, Ml, X = in_x.shape
     Lw = obs.valid.shape[0]
     evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready)
-    phi, placed, rank, occ_final = jax.vmap(evaluate)(jnp.arange(Ml), in_x.transpose(1, 0, 2))
+    phi, placed, rank, occ_final = over_services(evaluate, jnp.arange(Ml), in_x.transpose(1, 0, 2))
     # placed [Ml,L] = v*X + k within service m -> the engine's flat index (v*Ml + m)*X + k
     m_of = jnp.arange(Ml)[:, None]
     inst = ((placed // X) * Ml + m_of) * X + placed % X
