@@ -437,3 +437,20 @@ def test_compact_light_assignment_matches_the_whole_list(engine, monkeypatch):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
         else:
             np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_cpu_device_count_from_the_environment():
+    """`import edgefm` gives JAX one CPU device per usable core, or $EDGEFM_CPU_DEVICES of them; a bad
+    value ends the import with a message naming the variable and what it accepts."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import edgefm, jax; print(len(jax.devices('cpu')))"
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGEFM_CPU_DEVICES", "XLA_FLAGS")}
+    run = lambda extra: subprocess.run([sys.executable, "-c", probe], env={**env, **extra},  # noqa: E731
+                                       capture_output=True, text=True)
+    assert run({}).stdout.strip() == str(len(os.sched_getaffinity(0)))
+    assert run({"EDGEFM_CPU_DEVICES": "3"}).stdout.strip() == "3"
+    bad = run({"EDGEFM_CPU_DEVICES": "zero"})
+    assert bad.returncode != 0 and "EDGEFM_CPU_DEVICES='zero'" in bad.stderr and "positive integer" in bad.stderr

@@ -1,6 +1,7 @@
-"""The horizon: `lax.scan` over slots, then realisations (vmapped in groups, the groups in a loop,
-split over devices) and sampled instances (vmap); jitted once per (sizes, components, layout) and
-cached across the jobs of a multirun in one process."""
+"""The horizon: `lax.scan` over slots, then realisations (split over devices, vmapped in groups, the
+groups in a loop) and sampled instances (vmapped, or in a loop when the realisations run one at a
+time); jitted once per (sizes, components, layout) and cached across the jobs of a multirun in one
+process."""
 
 from __future__ import annotations
 
@@ -60,9 +61,10 @@ def _component_key(c):
 
 def default_batch() -> int:
     """Realisations vmapped together when the caller does not say: all of them on an accelerator, one
-    on the CPU. On the CPU a realisation run alone is ~1.7x faster than in a vmapped batch (each
+    on the CPU. On the CPU a realisation run alone is ~2x faster than in a vmapped batch (each
     `while_loop` stops when its own realisation is done, gathers and scatters carry no batch indices,
-    the state stays in cache), and the cores are used by sharding realisations over CPU devices."""
+    the state stays in cache; BENCHMARKS.md), and the cores are used by sharding realisations over
+    CPU devices."""
     return 1 if jax.default_backend() == "cpu" else 0
 
 
