@@ -392,6 +392,17 @@ def test_realisation_layout():
     assert realisation_layout(1, None, 2) == (1, 1)
 
 
+def assert_same_results(out, want):
+    """Every output of `want`: integers and flags identical, floats within 1e-12 (relative)."""
+    assert out.keys() == want.keys()
+    for name, w in want.items():
+        got = np.asarray(out[name])
+        if np.issubdtype(w.dtype, np.floating):
+            np.testing.assert_allclose(got, w, rtol=1e-12, atol=1e-12, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got, w, err_msg=name)
+
+
 def test_the_realisation_layout_does_not_change_the_results(engine):
     """The same realisations run all vmapped on one device (the accelerator layout) and in vmapped
     groups of 5 over two devices give the results of the default CPU layout (one realisation at a time,
@@ -406,13 +417,7 @@ def test_the_realisation_layout_does_not_change_the_results(engine):
         assert group > 1 and shards == min(devices, len(jax.devices()))
         out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller,
                        batch=batch, devices=devices)
-        assert out.keys() == case.out.keys()
-        for name in case.out:
-            got, want = np.asarray(out[name]), case.out[name]
-            if np.issubdtype(want.dtype, np.floating):
-                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
-            else:
-                np.testing.assert_array_equal(got, want, err_msg=name)
+        assert_same_results(out, case.out)
 
 
 def test_compact_light_assignment_matches_the_whole_list(engine, monkeypatch):
@@ -431,12 +436,7 @@ def test_compact_light_assignment_matches_the_whole_list(engine, monkeypatch):
     monkeypatch.setattr(step, "APPLY_CHUNK", 2)
     monkeypatch.setattr(rollout, "_COMPILED", {})  # a program traced with the small chunk
     out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller)
-    for name in case.out:
-        got, want = np.asarray(out[name]), case.out[name]
-        if np.issubdtype(want.dtype, np.floating):
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
-        else:
-            np.testing.assert_array_equal(got, want, err_msg=name)
+    assert_same_results(out, case.out)
 
 
 def test_cpu_device_count_from_the_environment():
