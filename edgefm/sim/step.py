@@ -1,7 +1,8 @@
 """One slot of the engine, for one realisation (docs/SEMANTICS.md §2, in the same order).
 
 All shapes are static (`SimSizes`); the batch axes (realisations, instances) are added in
-`rollout.py` (by `vmap`, or a loop over realisations on the CPU). Stage references are flat indices b*S + s into the task buffer.
+`rollout.py` (by `vmap`, or a loop over realisations on the CPU). Stage references are flat indices
+b*S + s into the task buffer.
 
 Layout choices that keep a slot cheap:
 - readiness is incremental: each stage keeps the number of parents whose finish time is known and
@@ -516,8 +517,9 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     bound_all = jnp.full(L, jnp.nan) if action.bound is None else action.bound.astype(st.bound.dtype)
 
     def writes(sel):
-        """(ok [L], FIFO slots, their refs, ready times and work, buffer cells, node, bound) for
-        the list entries `sel` ([K], L = none)."""
+        """The new (job_ref, job_ready, job_rem, node, light_q, light_q_slot, invalid, disp, rdy,
+        bound), checking and writing the list entries `sel` only ([K] indices, L = none; every
+        assigned entry must be among them)."""
         K = sel.shape[0]
         selc = jnp.clip(sel, 0, L - 1)
         inst = action.assign[selc]
