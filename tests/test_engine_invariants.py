@@ -420,21 +420,25 @@ def test_the_realisation_layout_does_not_change_the_results(engine):
         assert_same_results(out, case.out)
 
 
-def test_compact_light_assignment_matches_the_whole_list(engine, monkeypatch):
+def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
     """Without a batch axis the engine validates and writes the light assignments over the assigned
-    entries only when there are at most `APPLY_CHUNK` of them, and over the whole list otherwise (a
-    `cond`). With the chunk at 2 both branches run in every realisation (lbrr assigns 0 to 12 stages
-    per slot here, more than 2 in 228 of the 6 000 slots and in each realisation, counted once with
-    `edgefm.testing.recording`): the results equal the default run's."""
+    entries only when there are at most `APPLY_CHUNK` of them (else over the whole list), and
+    enqueues the newly ready stages with lists of `ENQUEUE_CHUNK` entries when there are at most that
+    many (else `SimSizes.Ln`); each is a `cond`. With the chunks at 2 and 1 both branches of both run
+    in every realisation: lbrr assigns 0 to 12 stages per slot here, more than 2 in 228 of the 6 000
+    slots and in each realisation (counted once with `edgefm.testing.recording`); no stage is ready
+    at slot 0, and a `merge` task's two roots become ready together. The results equal the default
+    run's."""
     from edgefm.sim import step
     from edgefm.sim.rollout import realisation_layout, simulate
 
     case = engine("small", rule="earliest_start")
     assert realisation_layout(case.R)[0] == 1  # the default run went through the compact path
-    x = case.out["x_light"][0]
-    assert (x.sum((-1, -2)) > 0).any()
+    merge = case.scenarios[0].type_names.index("merge")
+    assert (case.out["arrivals"][0, ..., merge].sum((1, 2)) > 0).all()  # [R]: merge tasks everywhere
     monkeypatch.setattr(step, "APPLY_CHUNK", 2)
-    monkeypatch.setattr(rollout, "_COMPILED", {})  # a program traced with the small chunk
+    monkeypatch.setattr(step, "ENQUEUE_CHUNK", 1)
+    monkeypatch.setattr(rollout, "_COMPILED", {})  # a program traced with the small chunks
     out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller)
     assert_same_results(out, case.out)
 

@@ -332,44 +332,53 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
     )
 
 
-def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now) -> SimState:
-    """Append the stages that became ready at this boundary to the core and light queues."""
+ENQUEUE_CHUNK = 256  # newly ready stages handled together when few (the engine's sequential layout)
+
+
+def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now, compact: bool = False) -> SimState:
+    """Append the stages that became ready at this boundary to the core and light queues. With
+    ``compact`` (no batch axis) and at most `ENQUEUE_CHUNK` of them, the lists are that long instead
+    of `SimSizes.Ln` (a `cond`; the same results)."""
     S, B, Ln = sizes.S, sizes.B, sizes.Ln
     n_par = arrays.num_parents[st.ttype]  # [B,S]
     ready = st.alive[:, None] & ~st.queued & (st.parents_known == n_par) & (st.inputs_at <= now)
-    # two-level compaction: tasks with a newly ready stage, then their stages (task ids ascend
-    # within a task's row, so sort only the small list)
-    rows = jnp.nonzero(ready.any(1), size=Ln, fill_value=B)[0]
-    rows_c = jnp.clip(rows, 0, B - 1)
-    sub = ready[rows_c] & (rows < B)[:, None]  # [Ln,S]
-    pick = jnp.nonzero(sub.reshape(-1), size=Ln, fill_value=Ln * S)[0]
-    valid = pick < Ln * S
-    b = rows_c[jnp.clip(pick // S, 0, Ln - 1)]
-    s = pick % S
-    # (task id, stage) order, invalid entries last: one integer key (tid*S + s is unique)
-    order = jnp.argsort(jnp.where(valid, st.tid[b] * S + s, jnp.iinfo(INT).max), stable=True)
-    b, s, valid = b[order], s[order], valid[order]
-    ref = b * S + s
-    svc = arrays.stage_service[st.ttype[b], s]
-    core = valid & arrays.service_is_core[jnp.clip(svc, 0)]
-    light = valid & ~core
-    missed = jnp.maximum(ready.sum() - Ln, 0)
+    n_ready = ready.sum()
+    missed = jnp.maximum(n_ready - Ln, 0)
 
-    def append(queue, qslot, mask):
-        count = (queue >= 0).sum()
-        pos = count + jnp.cumsum(mask) - 1
-        ok = mask & (pos < queue.shape[0])
-        idx = jnp.where(ok, pos, queue.shape[0])
-        return queue.at[idx].set(ref, mode="drop"), qslot.at[idx].set(t, mode="drop"), ok, (mask & ~ok).sum()
+    def take(L):
+        """The new queues and flags with lists of L entries (L >= the ready stages, or L = Ln)."""
+        # two-level compaction: tasks with a newly ready stage, then their stages (task ids ascend
+        # within a task's row, so sort only the small list)
+        rows = jnp.nonzero(ready.any(1), size=L, fill_value=B)[0]
+        rows_c = jnp.clip(rows, 0, B - 1)
+        sub = ready[rows_c] & (rows < B)[:, None]  # [L,S]
+        pick = jnp.nonzero(sub.reshape(-1), size=L, fill_value=L * S)[0]
+        valid = pick < L * S
+        b = rows_c[jnp.clip(pick // S, 0, L - 1)]
+        s = pick % S
+        # (task id, stage) order, invalid entries last: one integer key (tid*S + s is unique)
+        order = jnp.argsort(jnp.where(valid, st.tid[b] * S + s, jnp.iinfo(INT).max), stable=True)
+        b, s, valid = b[order], s[order], valid[order]
+        ref = b * S + s
+        svc = arrays.stage_service[st.ttype[b], s]
+        core = valid & arrays.service_is_core[jnp.clip(svc, 0)]
+        light = valid & ~core
 
-    core_q, core_q_slot, core_ok, core_over = append(st.core_q, st.core_q_slot, core)
-    light_q, light_q_slot, light_ok, light_over = append(st.light_q, st.light_q_slot, light)
-    queued = _flat_set(st.queued, jnp.where(core_ok | light_ok, ref, B * S), True)
-    return eqx.tree_at(
-        lambda q: (q.core_q, q.core_q_slot, q.light_q, q.light_q_slot, q.queued, q.overflow),
-        st,
-        (core_q, core_q_slot, light_q, light_q_slot, queued, st.overflow + missed + core_over + light_over),
-    )
+        def append(queue, qslot, mask):
+            count = (queue >= 0).sum()
+            pos = count + jnp.cumsum(mask) - 1
+            ok = mask & (pos < queue.shape[0])
+            idx = jnp.where(ok, pos, queue.shape[0])
+            return queue.at[idx].set(ref, mode="drop"), qslot.at[idx].set(t, mode="drop"), ok, (mask & ~ok).sum()
+
+        core_q, core_q_slot, core_ok, core_over = append(st.core_q, st.core_q_slot, core)
+        light_q, light_q_slot, light_ok, light_over = append(st.light_q, st.light_q_slot, light)
+        queued = _flat_set(st.queued, jnp.where(core_ok | light_ok, ref, B * S), True)
+        return core_q, core_q_slot, light_q, light_q_slot, queued, st.overflow + missed + core_over + light_over
+
+    K = min(ENQUEUE_CHUNK, Ln)
+    new = lax.cond(n_ready <= K, lambda: take(K), lambda: take(Ln)) if compact and K < Ln else take(Ln)
+    return eqx.tree_at(lambda q: (q.core_q, q.core_q_slot, q.light_q, q.light_q_slot, q.queued, q.overflow), st, new)
 
 
 def compact_queue(queue, qslot, remove):
@@ -682,7 +691,7 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
         )
         st = admit_arrivals(st, counts, uplink, arrays, sizes, now)
         st = eqx.tree_at(lambda q: q.workload_state, st, wstate, is_leaf=lambda x: x is None)
-        st = enqueue_ready(st, arrays, sizes, t, now)
+        st = enqueue_ready(st, arrays, sizes, t, now, compact)
         st = dispatch_core(st, arrays, sizes, now, up)
 
         obs = light_observation(st, arrays, sizes, t, now, up)
