@@ -332,6 +332,16 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
     )
 
 
+def _short_when_few(compact: bool, count, chunk: int, full: int, build):
+    """`build(n)` with lists of n entries: n = `chunk` when ``compact`` (no batch axis) and `count`
+    (the live entries) is at most `chunk`, else the `full` static size; a `cond` picks at run time.
+    With a batch axis both branches of a `cond` would run, so the full lists are used directly."""
+    K = min(chunk, full)
+    if compact and K < full:
+        return lax.cond(count <= K, lambda: build(K), lambda: build(full))
+    return build(full)
+
+
 ENQUEUE_CHUNK = 256  # newly ready stages handled together when few (the engine's sequential layout)
 
 
@@ -376,8 +386,7 @@ def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now,
         queued = _flat_set(st.queued, jnp.where(core_ok | light_ok, ref, B * S), True)
         return core_q, core_q_slot, light_q, light_q_slot, queued, st.overflow + missed + core_over + light_over
 
-    K = min(ENQUEUE_CHUNK, Ln)
-    new = lax.cond(n_ready <= K, lambda: take(K), lambda: take(Ln)) if compact and K < Ln else take(Ln)
+    new = _short_when_few(compact, n_ready, ENQUEUE_CHUNK, Ln, take)
     return eqx.tree_at(lambda q: (q.core_q, q.core_q_slot, q.light_q, q.light_q_slot, q.queued, q.overflow), st, new)
 
 
@@ -571,12 +580,8 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
             _flat_set(st.bound, at, bound_all[selc]),
         )
 
-    K = min(APPLY_CHUNK, L)
-    if compact and K < L:
-        new = lax.cond(asked_all.sum() <= K, lambda: writes(jnp.nonzero(asked_all, size=K, fill_value=L)[0]),
-                       lambda: writes(jnp.arange(L)))
-    else:
-        new = writes(jnp.arange(L))
+    new = _short_when_few(compact, asked_all.sum(), APPLY_CHUNK, L, lambda n: writes(
+        jnp.arange(L) if n == L else jnp.nonzero(asked_all, size=n, fill_value=L)[0]))
     st = eqx.tree_at(
         lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid,
                    q.disp, q.rdy, q.bound),
