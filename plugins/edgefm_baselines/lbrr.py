@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
 from edgefm.interfaces import AbstractController
-from edgefm.sim.types import Action, ranks_in_list_order, resource_usage
+from edgefm.sim.types import Action, rank_in_group, ranks_in_list_order, resource_usage
 
 
 @dataclass
@@ -130,8 +129,7 @@ class LBRRController(AbstractController):
         table = jnp.zeros((Ml, Q, VX + 1), jnp.int64).at[
             ml_i, c_i, jnp.where(takers, nth, VX)
         ].set(i_i)
-        onehot = jax.nn.one_hot(obs.light, Ml, dtype=jnp.int64) * obs.valid[:, None]
-        j = (jnp.cumsum(onehot, axis=0) - onehot)[jnp.arange(obs.light.shape[0]), obs.light]  # rank in service
+        j = rank_in_group(obs.light, obs.valid, Ml)  # rank in service
         cum = filled[obs.light]  # [L,Q+1]
         c = jnp.clip(jnp.sum(cum[:, 1:] <= j[:, None], axis=1), 0, Q - 1)
         ok = obs.valid & (j < cum[:, Q])

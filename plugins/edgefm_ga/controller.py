@@ -27,7 +27,7 @@ from edgefm.errors import ConfigError
 from edgefm.interfaces import AbstractController
 from edgefm.io.variables import Variable, register_variable
 from edgefm.sim.step import CAPACITY_TOL
-from edgefm.sim.types import Action
+from edgefm.sim.types import Action, rank_in_group
 
 INT = jnp.int64  # x64 is on (import edgefm)
 FIT_TOL = 0.5 * CAPACITY_TOL  # repair: float round-off never rejects an exact fit, nor passes Eq. 8's check
@@ -103,8 +103,7 @@ def prepare(obs, sizes, arrays, y_max, slot_ms, L: int, free=None) -> Problem:
     room = arrays.capacity - obs.core_usage - jnp.einsum("vl,lk->vk", busy.astype(need.dtype), need)
     tau = arrays.work[svc] / (arrays.light_shape * arrays.light_scale)
     # rank of each listed stage among the stages of its service, in list order
-    onehot = (obs.light[:, None] == jnp.arange(Ml)[None, :]) & obs.valid[:, None]
-    j = (jnp.cumsum(onehot, axis=0) - onehot)[jnp.arange(Lw), obs.light]
+    j = rank_in_group(obs.light, obs.valid, Ml)
     row = jnp.where(obs.valid & (j < L), obs.light, Ml)
     sidx = jnp.full((Ml, L), Lw, INT).at[row, jnp.clip(j, 0, L - 1)].set(jnp.arange(Lw), mode="drop")
     svalid = sidx < Lw

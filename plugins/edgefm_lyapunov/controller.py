@@ -34,7 +34,7 @@ from jax import lax
 from edgefm.capacity import delay_bound, mean_delay
 from edgefm.errors import ConfigError
 from edgefm.interfaces import AbstractController
-from edgefm.sim.types import Action, resource_usage
+from edgefm.sim.types import Action, rank_in_group, resource_usage
 
 INT = jnp.int64
 TIE_TOL = 1e-9  # §9: absolute tolerance of the per-stage score ties; relative one of the greedy's Δ
@@ -129,10 +129,8 @@ def update_queues(H_prev, obs, deadline_of_type, params):
 
 def stage_tables(obs, H, params, Ml: int, L: int) -> StageTables:
     Lw = obs.valid.shape[0]
-    # rank j of each waiting stage among those of its service (one cumsum of the one-hot; half the
-    # time of a nonzero per service on a 5000-entry list), then idx[m, j] = its list position
-    onehot = (obs.light[:, None] == jnp.arange(Ml)[None, :]) & obs.valid[:, None]
-    j = (jnp.cumsum(onehot, axis=0, dtype=INT) - onehot)[jnp.arange(Lw), jnp.clip(obs.light, 0, Ml - 1)]
+    # rank j of each waiting stage among those of its service, then idx[m, j] = its list position
+    j = rank_in_group(obs.light, obs.valid, Ml)
     ok = obs.valid & (j < L)
     idx = jnp.full((Ml, L), Lw, INT).at[jnp.where(ok, obs.light, Ml), jnp.where(ok, j, 0)].set(
         jnp.arange(Lw, dtype=INT), mode="drop")  # [Ml,L], in queue order
