@@ -483,29 +483,37 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up
         svc = arrays.stage_service[st.ttype[refc // S], refc % S]
         n = jnp.minimum(count - c0, K)
 
-        # per entry and core instance: candidates, data-ready time on the instance's node (the
-        # loop below, one entry per step, then reads one row and keeps few arrays: each operation
-        # in a sequential loop costs about a microsecond whatever its size)
-        dr_ci = dr[:, arrays.ci_node]  # [K,Ic]
-        cand = arrays.ci_service[None, :] == svc[:, None]
-        if up is not None:
-            cand = cand & serving[None, :] & (dr_ci < INF)
-        cand_any = cand.any(1)
-        base = jnp.where(cand, jnp.maximum(now, dr_ci), INF)  # earliest_start: the start before queueing
+        # per entry and core instance: the data-ready time on the instance's node, whether it is a
+        # candidate, and (earliest_start) the start before queueing, INF where not a candidate. The
+        # loop below takes one entry per step and keeps few arrays: each operation in a sequential
+        # loop costs about a microsecond whatever its size.
+        def tables(dr, svc):
+            dr_ci = dr[..., arrays.ci_node]
+            cand = arrays.ci_service == svc[..., None]
+            if up is not None:
+                cand = cand & serving & (dr_ci < INF)
+            return dr_ci, cand, jnp.where(cand, jnp.maximum(now, dr_ci), INF)
+
+        if compact:  # [K,Ic] tables for the chunk
+            full = tables(dr, svc)
+            row = lambda i: tuple(a[i] for a in full)  # noqa: E731
+        else:  # row by row: for a whole list the tables would take Lc x Ic per realisation of a batch
+            row = lambda i: tables(dr[i], svc[i])  # noqa: E731
         duration = arrays.core_duration[svc]
 
         def body(carry):
             i, ci_free, j_out, start_out = carry
+            dr_i, cand_i, base_i = row(i)
             if earliest:
-                start = jnp.maximum(base[i], ci_free)  # INF where not a candidate
+                start = jnp.maximum(base_i, ci_free)
                 j = jnp.argmin(start)
-                ok = valid[i] & cand_any[i]
+                ok = valid[i] & cand_i.any()
                 start_j = start[j]
             else:
-                eligible = cand[i] & (ci_free <= now)
-                j = jnp.argmin(jnp.where(eligible, dr_ci[i], INF))
+                eligible = cand_i & (ci_free <= now)
+                j = jnp.argmin(jnp.where(eligible, dr_i, INF))
                 ok = valid[i] & eligible.any()
-                start_j = jnp.maximum(now, dr_ci[i, j])
+                start_j = jnp.maximum(now, dr_i[j])
             ci_free = ci_free.at[j].set(jnp.where(ok, start_j + duration[i], ci_free[j]))
             return i + 1, ci_free, j_out.at[i].set(jnp.where(ok, j, -1)), start_out.at[i].set(start_j)
 
@@ -514,7 +522,7 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up
         ok = j >= 0
         jc = jnp.clip(j, 0)
         node = arrays.ci_node[jc]
-        dr_node = jnp.take_along_axis(dr_ci, jc[:, None], axis=1)[:, 0]
+        dr_node = jnp.take_along_axis(dr, node[:, None], axis=1)[:, 0]
         fin = start + duration
         at = jnp.where(ok, refc, BS)
         st = eqx.tree_at(
@@ -608,7 +616,12 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
         asked = asked_all[selc] & (sel < L) & (inst < I)
         inst_c = jnp.clip(inst, 0, I - 1)
         v = inst_c // (Ml * X)
-        return asked_all[selc] & (sel < L), jnp.where(asked, inst_c, I), action.rank[selc], v, obs.data_ready[selc, v]
+        if sel.shape[0] == L:  # every entry: the observation's table
+            ready = obs.data_ready[selc, v]
+        else:  # a chunk: computed for its entries (a controller that does not read the table, such
+            # as lbrr, then has it computed for no entry)
+            ready = jax.vmap(lambda r, u: data_ready(st, arrays, r)[u])(ref_all[selc], v)
+        return asked_all[selc] & (sel < L), jnp.where(asked, inst_c, I), action.rank[selc], v, ready
 
     def instances_ok(sel):
         """[I] bool: the instances whose new jobs are consistent, from the entries `sel` (all the
