@@ -799,7 +799,8 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
             g = arrays_all.net_state[t]
             arrays = eqx.tree_at(lambda a: (a.xfer, a.fwd), arrays_all,
                                  (arrays_all.xfer_states[g], arrays_all.fwd_states[g]))
-            st = observe_completions(st, arrays, sizes, now, params.slot_ms, compact)
+            with jax.named_scope("completions"):
+                st = observe_completions(st, arrays, sizes, now, params.slot_ms, compact)
             up, fstate = draw_failures(key, t, st.failure_state, arrays, params, failure)
             st = eqx.tree_at(lambda q: q.failure_state, st, fstate, is_leaf=lambda x: x is None)
             st, n_lost = fail_nodes(st, arrays, sizes, up, now)
