@@ -425,11 +425,12 @@ def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
     (`COMPLETION_CHUNK`), queued core stages (`DISPATCH_CHUNK`), light assignments (`APPLY_CHUNK`),
     finished or newly started light jobs (`EXECUTE_CHUNK`): the first chunk directly, the others in
     a loop, or a `cond` to the whole list; newly ready stages are enqueued with `ENQUEUE_CHUNK`-entry
-    lists when there are at most that many (a `cond` to `SimSizes.Ln`). With every chunk at 1 each
-    loop runs and each `cond` takes both branches: the run has slots with two or more arrivals, tasks
-    completing, light jobs finishing and lbrr assigning several stages (counted below); no stage is
-    ready at slot 0, and a `merge` task's two roots become ready together. The results equal the
-    default run's."""
+    lists when there are at most that many (a `cond` to `SimSizes.Ln`). With every chunk at 1 the
+    loops run and the `cond`s take both branches: every realisation has slots with two or more
+    arrivals and boundaries where two or more tasks complete (asserted below), lbrr assigns more than
+    one stage in some slots (0 to 12 per slot, more than 2 in 228 of the 6 000, counted once with
+    `edgefm.testing.recording`), no stage is ready at slot 0, and a `merge` task's two roots become
+    ready together. The results equal the default run's."""
     from edgefm.sim import step
     from edgefm.sim.rollout import realisation_layout, simulate
 
@@ -438,6 +439,8 @@ def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
     merge = case.scenarios[0].type_names.index("merge")
     assert (case.out["arrivals"][0, ..., merge].sum((1, 2)) > 0).all()  # [R]: merge tasks everywhere
     assert (case.out["arrivals"][0].sum((2, 3)).max(1) >= 2).all()  # [R]: some slot with 2+ arrivals
+    boundary = np.ceil(case.out["task_finish"][0] / float(case.sim.slot_ms))  # [R,J]: when each task left
+    assert all(np.unique(b[np.isfinite(b)], return_counts=True)[1].max() >= 2 for b in boundary)
     for name in ("COMPLETION_CHUNK", "DISPATCH_CHUNK", "APPLY_CHUNK", "EXECUTE_CHUNK", "ENQUEUE_CHUNK"):
         monkeypatch.setattr(step, name, 1)
     monkeypatch.setattr(rollout, "_COMPILED", {})  # a program traced with the small chunks
