@@ -668,12 +668,10 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
 
     carry = (st.job_ref, st.job_ready, st.job_rem, st.node, st.disp, st.rdy, st.bound, jnp.zeros(L, bool), st.invalid)
     K = min(APPLY_CHUNK, L)
-    first = None
-    if compact and K < L:  # the instances' checks from the first chunk when it holds every assignment
-        first = jnp.nonzero(asked_all, size=K, fill_value=L)[0]
-        consistent = lax.cond(asked_all.sum() <= K, lambda: instances_ok(first), lambda: instances_ok(jnp.arange(L)))
-    else:
-        consistent = instances_ok(jnp.arange(L))
+    # the first chunk's entries (also the instances' checks when it holds every assignment)
+    first = jnp.nonzero(asked_all, size=K, fill_value=L)[0] if compact and K < L else None
+    consistent = _short_when_few(compact, asked_all.sum(), APPLY_CHUNK, L,
+                                 lambda n: instances_ok(first if n < L else jnp.arange(L)))
     carry = _in_chunks(compact, asked_all, APPLY_CHUNK, lambda c, sel: write(c, sel, consistent), carry, first)
     job_ref, job_ready, job_rem, node, disp, rdy, bound, ok_all, invalid = carry
     light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok_all)
