@@ -68,14 +68,40 @@ class AbstractPlacementSolver(Component):
         return True
 
     @abstractmethod
-    def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
-        """Return the core placement for ``scenario`` (an `edgefm.scenario.Scenario`)."""
+    def solve(self, scenario, *, slot_ms: float, uplink_rate=None) -> PlacementResult:
+        """Return the core placement for ``scenario`` (an `edgefm.scenario.Scenario`).
+
+        ``uplink_rate`` ([U] MB/ms or None) is the run's channel's mean-value uplink rate
+        (`AbstractChannelModel.mean_rate`; inf: the uplink takes no time), for solvers that
+        estimate delays; a solver may leave the keyword out of its signature."""
+
+
+FADING_MODES = ("block", "per_slot")
 
 
 class AbstractChannelModel(Component):
     """Draws the uplink rate of every user for one slot (traced)."""
 
     kind = "channel"
+
+    def fading(self) -> str:
+        """How an upload sees the channel (static, docs/SEMANTICS.md §2.2): ``"block"`` (the rate
+        drawn in the arrival slot holds for the whole upload) or ``"per_slot"`` (the upload proceeds
+        at each slot's rate). Default: ``"block"``."""
+        return "block"
+
+    def mean_rate(self, users) -> np.ndarray:
+        """``[U]`` MB/ms: the uplink rate of the mean-value embedding of the core placement (host,
+        NumPy; MODEL §5: the rate at the mean channel gain); inf where the uplink takes no time.
+        ``users`` has ``nakagami_m[U]`` and ``nakagami_omega[U]``. Default: the mean of 256 draws
+        of `uplink_rate` with the traced options of :meth:`params`."""
+        import jax
+
+        keys = jax.random.split(jax.random.key(0), 256)
+        params = {k: jnp.asarray(v) for k, v in self.params().items()}
+        users = {k: jnp.asarray(v, float) for k, v in users.items()}
+        rates = jax.vmap(lambda k: self.uplink_rate(k, users, params))(keys)
+        return np.asarray(jnp.mean(rates, axis=0), float)
 
     @abstractmethod
     def uplink_rate(self, key, users, params) -> Any:

@@ -122,15 +122,39 @@ def scenario_fingerprint(sc) -> str:
     return digest.hexdigest()
 
 
-def solve_placements(scenarios, placement, slot_ms: float):
-    """Solve (or reuse, see `AbstractPlacementSolver.reusable`) the placement of every instance."""
+def mean_uplink_rate(channel, sc) -> np.ndarray | None:
+    """[U] MB/ms: the channel's mean-value uplink rate for scenario ``sc`` (None without a channel)."""
+    if channel is None:
+        return None
+    return np.asarray(channel.mean_rate({"nakagami_m": sc.nakagami_m, "nakagami_omega": sc.nakagami_omega}), float)
+
+
+def _accepts_uplink_rate(placement) -> bool:
+    """Whether ``placement.solve`` takes the keyword ``uplink_rate`` (placements written before it
+    existed do not, and are called without it)."""
+    import inspect
+
+    params = inspect.signature(placement.solve).parameters
+    return "uplink_rate" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def solve_placements(scenarios, placement, slot_ms: float, channel=None):
+    """Solve (or reuse, see `AbstractPlacementSolver.reusable`) the placement of every instance.
+    With a ``channel``, a solver that accepts it gets ``uplink_rate`` [U] MB/ms, the channel's
+    mean-value rate (`AbstractChannelModel.mean_rate`; inf: the uplink takes no time)."""
     reuse = bool(getattr(placement, "reusable", lambda: False)())
     options = repr(getattr(placement, "config", None))
+    pass_rate = channel is not None and _accepts_uplink_rate(placement)
     results = []
     for sc in scenarios:
-        key = (type(placement), options, float(slot_ms), scenario_fingerprint(sc)) if reuse else None
+        rate = mean_uplink_rate(channel, sc) if pass_rate else None
+        extra = {} if rate is None else {"uplink_rate": rate}
+        key = None
+        if reuse:
+            key = (type(placement), options, float(slot_ms), scenario_fingerprint(sc),
+                   None if rate is None else rate.tobytes())
         if key not in _PLACEMENTS:
-            result = placement.solve(sc, slot_ms=slot_ms)
+            result = placement.solve(sc, slot_ms=slot_ms, **extra)
             if key is None:
                 results.append(result)
                 continue
@@ -193,7 +217,8 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     seconds = {}
     t0 = time.perf_counter()
     if x_core is None:
-        x_core, placement_info = solve_placements(scenarios, components.placement, float(sim.slot_ms))
+        x_core, placement_info = solve_placements(scenarios, components.placement, float(sim.slot_ms),
+                                                  components.channel)
     seconds["placement"] = time.perf_counter() - t0
     load = float(getattr(components.workload.config, "load", 1.0))
     peak = float(components.workload.peak_factor()) if hasattr(components.workload, "peak_factor") else 1.0
