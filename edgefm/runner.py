@@ -210,7 +210,8 @@ def _progress_bar(show: bool, what: str):
 def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None, placement_info=None) -> EngineRun:
     """Solve the placement (unless `x_core` is given), then simulate every realisation of every instance."""
     validate_sim(sim)
-    for c in (components.workload, components.channel, components.controller, components.failure):
+    for c in (components.workload, components.channel, components.controller, components.failure,
+              components.placement):
         if c is not None and hasattr(c, "validate"):
             c.validate()
     schedules = failure_schedules(scenarios, components.failure, sim)  # names checked before any solve
