@@ -320,6 +320,7 @@ def test_spec_to_dict_applies_defaults():
     d = spec_to_dict({"name": "x"})
     assert d["service_kinds"]["core"]["rate"] == [8.0, 32.0]
     assert d["users"] is None and d["instances"] == 1
+    assert d["frozen"] is None  # sampled from the ranges (a name: a frozen instance, tests/test_scenario_icc2026.py)
 
 
 def test_validate_built_scenario():

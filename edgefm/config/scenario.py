@@ -9,6 +9,10 @@ Conventions (see ``conf/scenario/paper.yaml`` for a complete example):
 - Units: ms, MB, MB/ms; capacities and resource needs in the order (CPU, RAM, GPU, VRAM).
 - Defaults are the paper's Table I (MODEL.md §9), so a YAML may state only the topology, the
   services and the DAGs; the shipped YAML files state every value anyway.
+- A **frozen** scenario (``frozen: <name>``, e.g. ``conf/scenario/icc2026.yaml``) samples nothing:
+  it is the fixed instance shipped as ``edgefm/scenario/data/<name>.json`` and converted by
+  :func:`edgefm.scenario.load_frozen`. Only ``name`` is read besides; ``instances`` must be 1 and
+  every other key must keep its default. ``seed`` does not change it (it still seeds the engine).
 
 The schema is registered in Hydra's ConfigStore as ``scenario/base_scenario``; YAML files in
 ``conf/scenario/`` start with ``defaults: [base_scenario, _self_]`` so that a misspelt key or a
@@ -156,9 +160,14 @@ class ScenarioSpec:
 
     ``users: null`` (the default) means one user per ED, named ``user_<ED>``, issuing every type,
     whose gateway is the first ES (in ``nodes`` order) linked to that ED, or the ED itself if none.
+
+    ``frozen`` names a frozen instance (a ``*.json`` of ``edgefm/scenario/data``) instead: it is
+    loaded, not sampled, so ``instances`` must be 1 and the other keys keep their defaults.
     """
 
     name: str = ""
+    # null: sample from the ranges below; a name (e.g. icc2026): the frozen instance of that name
+    frozen: Optional[str] = None
     instances: int = 1
     # null: every sampled instance is kept; a fraction in [0, 1): only instances whose core demand
     # fits the network with that share of every node left free are kept (the others are skipped)

@@ -1,5 +1,7 @@
-"""Scenarios: topology, microservice catalogue, task DAGs, the Table I sampler and validation."""
+"""Scenarios: topology, microservice catalogue, task DAGs, the Table I sampler, frozen instances and
+validation."""
 
+from edgefm.scenario.frozen import frozen_names, load_frozen
 from edgefm.scenario.model import RESOURCES, Scenario
 from edgefm.scenario.spec import (
     build_scenario,
@@ -16,6 +18,8 @@ __all__ = [
     "build_scenario",
     "build_scenario_from_dict",
     "build_scenarios",
+    "frozen_names",
+    "load_frozen",
     "load_spec",
     "spec_to_dict",
     "validate_scenario",

@@ -1,5 +1,8 @@
 """Sampling scenario instances from a scenario spec (Table I sampler).
 
+A spec with ``frozen: <name>`` is not sampled: it is the one fixed instance
+`edgefm.scenario.frozen.load_frozen` reads from package data (``seed`` does not change it).
+
 Instance i of a spec is drawn from ``numpy.random.default_rng([seed, i])``, so it does not depend on
 how many instances are drawn. Within an instance the uniform variates are drawn in fixed-size blocks
 (nodes, links, services, task types, users), one column per quantity whether or not an entity uses
@@ -22,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from edgefm.config.scenario import ScenarioSpec
 from edgefm.errors import ConfigError
+from edgefm.scenario.frozen import frozen_scenario
 from edgefm.scenario.model import RESOURCES, Scenario
 from edgefm.scenario.validate import (
     ROOT,
@@ -189,9 +193,12 @@ def build_scenarios(spec_cfg: Any, seed: int) -> list[Scenario]:
 
     ``spec_cfg`` is the ``scenario`` node of a Hydra config, a plain dict, a ScenarioSpec or a YAML
     path. Instance i is drawn from ``default_rng([seed, i])``: the same whatever ``instances`` is.
+    A frozen spec (``frozen: <name>``) gives its one instance, whatever the seed.
     """
     seed = _check_seed(seed)
     spec = spec_to_dict(spec_cfg)
+    if spec.get("frozen") is not None:
+        return [frozen_scenario(spec)]
     validate_spec(spec)
     reserve = spec.get("hostable_reserve")
     if reserve is None:
@@ -219,6 +226,10 @@ def build_scenario(spec_cfg: Any, seed: int, instance: int = 0) -> Scenario:
     if isinstance(instance, bool) or not isinstance(instance, (int, np.integer)) or instance < 0:
         raise ConfigError("instance", instance, "an integer >= 0")
     spec = spec_to_dict(spec_cfg)
+    if spec.get("frozen") is not None:
+        if instance != 0:
+            raise ConfigError("instance", instance, f"0: {ROOT}.frozen = {spec['frozen']!r} is a single instance")
+        return frozen_scenario(spec)
     validate_spec(spec)
     return _sample(spec, seed, int(instance))
 
