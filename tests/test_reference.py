@@ -112,6 +112,11 @@ def chain_scenario(node2_cpu=2.0):
 
 CHAIN_X_CORE = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]])
 
+# The semantics several hand cases below were computed with, before the defaults became roots ready
+# at their uplink end and work-conserving light FIFOs (SEMANTICS.md §2 steps 3 and 7): roots ready
+# at their arrival boundary, light FIFOs in dispatch order. Those cases pass them explicitly.
+ARRIVAL_DISPATCH = dict(root_ready="arrival", light_order="dispatch")
+
 
 def run_chain(arrivals_at, rates, *, T=12, y_max=20, X=2, node2_cpu=2.0, **kw) -> ReferenceResult:
     sc = chain_scenario(node2_cpu)
@@ -145,7 +150,9 @@ def test_chain_two_tasks_shared_instance():
     # post (transfer 1 -> 2 of 0.5 MB: 1 ms), new instance (2, s2, k0) started at boundary 6:
     #   slot 6, f = 1: job 0 data 6.5, runs 6.5..7, remaining 0.5
     #   slot 7, f = 2: job 0 finishes 7.25; job 1 (data 7.0) starts 7.25, finishes 7.75
-    res = run_chain({0: 1, 1: 1}, {(3, 2, 0, 0): 1.0, (4, 2, 0, 0): 4.0, (6, 2, 1, 0): 1.0, (7, 2, 1, 0): 2.0})
+    res = run_chain(
+        {0: 1, 1: 1}, {(3, 2, 0, 0): 1.0, (4, 2, 0, 0): 4.0, (6, 2, 1, 0): 1.0, (7, 2, 1, 0): 2.0}, **ARRIVAL_DISPATCH
+    )
     assert res.tasks_arrived == 2
     np.testing.assert_allclose(res.task_arrival, [0.0, 1.0], atol=1e-12)
     np.testing.assert_array_equal(res.stage_node, [[2, 1, 2], [2, 1, 2]])
@@ -182,7 +189,7 @@ def test_chain_parallelism_one_round_robin_over_slots():
         (3, 2, 0, 0): 1.0, (4, 2, 0, 0): 1.0, (3, 2, 0, 1): 3.0,
         (5, 2, 1, 0): 1.0, (6, 2, 1, 0): 2.0, (6, 2, 1, 1): 1.0, (7, 2, 1, 1): 0.5, (8, 2, 1, 1): 1.0,
     }
-    res = run_chain({0: 2}, rates, y_max=1)
+    res = run_chain({0: 2}, rates, y_max=1, **ARRIVAL_DISPATCH)
     np.testing.assert_array_equal(res.stage_node, [[2, 1, 2], [2, 1, 2]])
     np.testing.assert_allclose(res.stage_finish, [[5.0, 6.0, 8.5], [4.0, 5.0, 6.5]], atol=1e-9)
     np.testing.assert_allclose(res.task_finish, [8.5, 6.5], atol=1e-9)
@@ -204,7 +211,7 @@ def test_chain_no_room_stage_waits():
     # boundary 6: task 0's post (data 7.0) waits: node 2 is taken by task 1's s0 job.
     # boundary 7: s2 k0 started: 7..8.  Task 1's core: data 7.0 -> 7.5.
     # boundary 8: s2 k0 idle, restarted for task 1 (data 8.5): 8.5..9 (rem 0.5), -> 9.5.
-    res = run_chain({0: 2}, {}, y_max=1, node2_cpu=1.0)
+    res = run_chain({0: 2}, {}, y_max=1, node2_cpu=1.0, **ARRIVAL_DISPATCH)
     np.testing.assert_allclose(res.stage_finish, [[5.0, 6.0, 8.0], [6.5, 7.5, 9.5]], atol=1e-9)
     assert (res.tasks_ontime, res.tasks_late) == (0, 2)
     np.testing.assert_array_equal(res.x_light[:, 2, 0], [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
@@ -478,11 +485,9 @@ def test_pluggable_controller_and_errors():
         calls.append((obs.t, len(obs.waiting)))
         return CONTROLLERS["lbrr"](obs, state)
 
-    ref = run_chain({0: 1, 1: 1}, {(3, 2, 0, 0): 1.0, (4, 2, 0, 0): 4.0, (6, 2, 1, 0): 1.0, (7, 2, 1, 0): 2.0})
-    res = run_chain(
-        {0: 1, 1: 1}, {(3, 2, 0, 0): 1.0, (4, 2, 0, 0): 4.0, (6, 2, 1, 0): 1.0, (7, 2, 1, 0): 2.0},
-        controller=spy,
-    )
+    rates = {(3, 2, 0, 0): 1.0, (4, 2, 0, 0): 4.0, (6, 2, 1, 0): 1.0, (7, 2, 1, 0): 2.0}
+    ref = run_chain({0: 1, 1: 1}, rates, **ARRIVAL_DISPATCH)
+    res = run_chain({0: 1, 1: 1}, rates, controller=spy, **ARRIVAL_DISPATCH)
     np.testing.assert_array_equal(res.task_finish, ref.task_finish)
     assert calls[:2] == [(0, 1), (1, 1)] and calls[6] == (6, 2)
     with pytest.raises(ConfigError):

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from test_reference import core, make_scenario, run_chain
+from test_reference import ARRIVAL_DISPATCH, core, make_scenario, run_chain
 from test_reference_algorithm1 import AVG, make_obs, random_obs, small_case
 from test_reference_algorithm1 import light as light_service
 from test_reference_algorithm1 import make_scenario as make_light_scenario
@@ -64,7 +64,7 @@ def test_breakdown_chain_shared_instance_by_hand():
     # task 1 (arrival 1): s0 dispatched at 1, r = 4.5, runs 4.5..4.875 (after task 0's job, which
     #   finished at 4.25: no queueing); core r = 5.375, instance free at 5.5 -> queue 0.125, 5.5..6;
     #   s2 dispatched at 6, r = 7.0, waits behind task 0's job until 7.25 -> queue 0.25, done 7.75.
-    res = run_chain({0: 1, 1: 1}, SHARED_RATES)
+    res = run_chain({0: 1, 1: 1}, SHARED_RATES, **ARRIVAL_DISPATCH)
     np.testing.assert_array_equal(res.stage_dispatch_slot, [[0, 5, 6], [1, 5, 6]])
     np.testing.assert_allclose(res.stage_data_ready, [[3.5, 4.75, 6.5], [4.5, 5.375, 7.0]], atol=1e-12)
     np.testing.assert_allclose(res.stage_start, [[3.5, 5.0, 6.5], [4.5, 5.5, 7.25]], atol=1e-12)

@@ -1,6 +1,7 @@
 """The option `instance_ready` of the reference Algorithm 1 (docs/SEMANTICS.md §9): MODEL's
 "instance-ready − t" term as each light instance's predicted drain time, by hand and against brute
-force; with `instance_ready: 0` nothing changes."""
+force (`instance_ready: drain`); with `instance_ready: none` (the default) nothing changes. The
+value `max_input` is tested in test_reference_max_input.py."""
 
 from __future__ import annotations
 
@@ -23,19 +24,20 @@ from edgefm.reference import (
 )
 
 AVG = Algorithm1Params(kind="avg")
-READY = Algorithm1Params(kind="avg", instance_ready=1)
+READY = Algorithm1Params(kind="avg", instance_ready="drain")
 
 
 def test_instance_ready_is_validated_and_passed_through():
-    for value in (0, 1, 0.0, 1.0):
+    for value in ("none", "drain", "max_input"):
         assert Algorithm1Params(instance_ready=value).instance_ready == value
-    assert Algorithm1Params().instance_ready == 0.0
-    for value in (0.5, 2, -1, math.nan, True, "1", None):
-        with pytest.raises(ConfigError, match=r"controller\.instance_ready = .* 0 or 1"):
+    assert Algorithm1Params().instance_ready == "none"
+    # named values only: the former numbers 0 / 1 (and every other number, bool or string) are refused
+    for value in (0, 1, 0.0, 1.0, 0.5, 2, -1, math.nan, True, False, np.int64(1), "1", "Drain", "", None):
+        with pytest.raises(ConfigError, match=r"controller\.instance_ready = .* one of: none, drain, max_input"):
             Algorithm1Params(instance_ready=value)
     with pytest.raises(ConfigError, match=r"controller\.instance_ready"):
-        make_controller("ec", instance_ready=0.5)
-    assert "instance_ready=1" in make_controller("ec", instance_ready=1).__doc__
+        make_controller("ec", instance_ready=1)
+    assert "instance_ready='drain'" in make_controller("ec", instance_ready="drain").__doc__
 
 
 # ------------------------------------------------------------------------------------------------
@@ -67,14 +69,14 @@ def test_drain_times_by_hand():
     alt = dataclasses.replace(obs, fifo=None, drain=given)
     np.testing.assert_array_equal(instance_drains(alt), drain)
     assert algorithm1(alt, READY, H)[1] == algorithm1(obs, READY, H)[1]
-    # the FIFO must match the occupancy, and instance_ready = 1 needs one of the two inputs
+    # the FIFO must match the occupancy, and instance_ready = drain needs one of the two inputs
     with pytest.raises(ConfigError, match=r"obs\.fifo\[\(0, 0, 0\)\]"):
         instance_drains(dataclasses.replace(obs, fifo={**FIFO, (0, 0, 0): [(1.0, 1.0)]}))
     with pytest.raises(ConfigError, match=r"obs\.fifo"):
         algorithm1(dataclasses.replace(obs, fifo=None), READY, H)
     with pytest.raises(ConfigError, match=r"obs\.drain\.shape"):
         instance_drains(dataclasses.replace(obs, fifo=None, drain=np.zeros((2, 2))))
-    # ...but not when nothing is busy (every drain is now), and instance_ready = 0 needs neither
+    # ...but not when nothing is busy (every drain is now), and instance_ready = none needs neither
     idle = dataclasses.replace(obs, fifo=None, occupancy=np.zeros((2, 1, 2), dtype=int))
     assert instance_drains(idle).tolist() == [[[2.0, 2.0]], [[2.0, 2.0]]]
     algorithm1(dataclasses.replace(obs, fifo=None), AVG, H)
@@ -112,7 +114,7 @@ def test_greedy_with_drain_by_hand():
     assert decision.assignment == [(0, 0, 1), (1, 0, 1)]
     assert decision.bounds == [2.0, 2.0]  # the stated bound stays g(o_final) (§11), not d̂
     assert decision.parallelism.tolist() == [[2], [1]]
-    # instance_ready = 0 on the same observation (its FIFOs are ignored): Φ = 8 and no addition pays
+    # instance_ready = none on the same observation (its FIFOs are ignored): Φ = 8 and no addition pays
     # (add (0,1): s0 -> (0,1) at 1, s1 ties at 2 between (0,1) and (1,0), same o -> (0,1): Φ = 9.5;
     #  add (1,1): s0 ties at 3, (1,1) emptier; s1 ties at 2, (1,0) lower index: Φ = 10.5)
     decision0, info0 = algorithm1(obs, AVG, H)
@@ -121,7 +123,7 @@ def test_greedy_with_drain_by_hand():
     assert decision0.assignment == [(0, 0, 0), (1, 1, 0)]
     assert decision0.bounds == [3.0, 2.0] and decision0.parallelism.tolist() == [[3], [2]]
     # the controller of the reference simulator passes the option through
-    decision1, state = make_controller("avg", instance_ready=1)(obs, None)
+    decision1, state = make_controller("avg", instance_ready="drain")(obs, None)
     assert decision1.assignment == decision.assignment and state["info"] == info
     decision1, state = make_controller("avg")(obs, None)
     assert decision1.assignment == decision0.assignment and state["info"] == info0
@@ -143,27 +145,27 @@ def with_fifo(obs, rng):
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_instance_ready_0_is_unchanged_and_1_is_the_brute_force_argmin(seed):
+def test_instance_ready_none_is_unchanged_and_drain_is_the_brute_force_argmin(seed):
     rng = np.random.default_rng(2000 + seed)
     bare, H, kind = random_obs(rng)
     obs = with_fifo(bare, rng)
-    # 0: the FIFOs do not matter, and the default is 0
+    # none: the FIFOs do not matter, and the default is none
     d0, i0 = algorithm1(bare, Algorithm1Params(kind=kind), H)
-    d1, i1 = algorithm1(obs, Algorithm1Params(kind=kind, instance_ready=0), H)
+    d1, i1 = algorithm1(obs, Algorithm1Params(kind=kind, instance_ready="none"), H)
     assert i0 == i1 and d0.assignment == d1.assignment and d0.bounds == d1.bounds
     np.testing.assert_array_equal(d0.alive, d1.alive)
     np.testing.assert_array_equal(d0.parallelism, d1.parallelism)
-    # 1 with no busy instance: every drain is now, so the decisions are those of 0, bit for bit
+    # drain with no busy instance: every drain is now, so the decisions are those of none, bit for bit
     idle = dataclasses.replace(bare, occupancy=np.zeros_like(bare.occupancy))
     a, ia = algorithm1(idle, Algorithm1Params(kind=kind), H)
-    b, ib = algorithm1(idle, Algorithm1Params(kind=kind, instance_ready=1), H)
+    b, ib = algorithm1(idle, Algorithm1Params(kind=kind, instance_ready="drain"), H)
     assert ia == ib and a.assignment == b.assignment and a.bounds == b.bounds
-    # 1: the drain is >= now, = now exactly for the idle instances, and the first greedy step is
+    # drain: the drain is >= now, = now exactly for the idle instances, and the first greedy step is
     # the brute-force argmin of Φ
     now = obs.t * obs.slot_ms
     drain = instance_drains(obs)
     assert np.all(drain >= now) and np.all((drain == now) | (obs.occupancy > 0))
-    params = Algorithm1Params(kind=kind, instance_ready=1, max_steps=1)
+    params = Algorithm1Params(kind=kind, instance_ready="drain", max_steps=1)
     busy, phi0, deltas = first_step_deltas(obs, params, H)
     decision, info = algorithm1(obs, params, H)
     tol = 1e-9 * (1 + abs(phi0))
@@ -186,9 +188,12 @@ def test_instance_ready_0_is_unchanged_and_1_is_the_brute_force_argmin(seed):
 # ------------------------------------------------------------------------------------------------
 # through the reference simulator: it hands the controller each instance's FIFO
 def test_simulator_passes_the_fifos():
+    # computed with roots ready at arrival and FIFOs in dispatch order (the defaults until
+    # SEMANTICS.md §2 steps 3 and 7 changed them): roots held through their upload fill the FIFOs
     sc, x_core, arrivals, uplink, light_rate, sim = small_case(3, 40.0, X=2)
+    sim = dict(sim, root_ready="arrival", light_order="dispatch")
     seen = {"busy": 0, "waiting_on_busy": 0}
-    inner = make_controller("ec", instance_ready=1)
+    inner = make_controller("ec", instance_ready="drain")
 
     def control(obs, state):
         now = obs.t * obs.slot_ms
@@ -206,10 +211,10 @@ def test_simulator_passes_the_fifos():
     # (the small scenario's light stages are short: few FIFOs hold more than a slot of work)
     assert seen["busy"] > 50 and seen["waiting_on_busy"] > 0
     assert ready.capacity_violations == 0 and ready.tasks_ontime > 0
-    # instance_ready = 0 through the simulator is the default controller, decision for decision
+    # instance_ready = none through the simulator is the default controller, decision for decision
     base = simulate_reference(sc, x_core, arrivals, uplink, light_rate, controller="proposed", **sim)
     zero = simulate_reference(sc, x_core, arrivals, uplink, light_rate,
-                              controller=make_controller("ec", instance_ready=0), **sim)
+                              controller=make_controller("ec", instance_ready="none"), **sim)
     np.testing.assert_array_equal(zero.task_finish, base.task_finish)
     np.testing.assert_array_equal(zero.x_light, base.x_light)
     # ...and the drain term changes what happens

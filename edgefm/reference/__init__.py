@@ -8,13 +8,15 @@ from edgefm.reference.algorithm1 import (
     evaluate,
     evaluate_service,
     instance_drains,
+    instance_latest_inputs,
+    instance_ready_times,
     make_controller,
     virtual_queue,
 )
 from edgefm.reference.controllers import CONTROLLERS, LightDecision, LightObservation, WaitingStage, lbrr
 from edgefm.reference.network import NetworkDelays, shortest_path_delays
 from edgefm.reference.placement import least_loaded_placement
-from edgefm.reference.simulator import BREAKDOWN_COMPONENTS, ReferenceResult, simulate_reference
+from edgefm.reference.simulator import BREAKDOWN_COMPONENTS, ReferenceResult, simulate_reference, uplink_end_time
 
 # Algorithm 1 (SEMANTICS.md §9) with its default options; registered here rather than in
 # controllers.py because algorithm1 imports controllers.
@@ -36,10 +38,13 @@ __all__ = [
     "evaluate",
     "evaluate_service",
     "instance_drains",
+    "instance_latest_inputs",
+    "instance_ready_times",
     "lbrr",
     "least_loaded_placement",
     "make_controller",
     "shortest_path_delays",
     "simulate_reference",
+    "uplink_end_time",
     "virtual_queue",
 ]

@@ -6,7 +6,8 @@ plugin, so that a differential test between the two implementations means someth
 
 - `delay_table`: g(y), y = 0 … y_max, from the effective capacity (MODEL §7.1–7.2) or the mean;
 - `virtual_queue`: H_j(t) by the recursion of §9 (MODEL §7.3);
-- `instance_drains`: the predicted drain time of every light instance (option `instance_ready`);
+- `instance_drains` / `instance_latest_inputs` / `instance_ready_times`: the starting instance-ready
+  time R_i of every light instance (option `instance_ready`: drain, max_input, none);
 - `evaluate_service` / `evaluate`: Φ_m(X_m) and Φ(X) of §9;
 - `algorithm1`: the greedy of §9 at one boundary; `make_controller`: the controller callable of
   `edgefm.reference.simulate_reference`.
@@ -148,6 +149,10 @@ def virtual_queue(arrival_ms: float, deadline_ms: float, t: int, slot_ms: float,
 
 
 # ------------------------------------------------------------------------------------------------
+INSTANCE_READY = ("none", "drain", "max_input")  # controller.instance_ready (SEMANTICS §9), default first
+CANDIDATE_RULES = ("all", "least_occupied")  # controller.candidates (SEMANTICS §9), default first
+
+
 @dataclass(frozen=True)
 class Algorithm1Params:
     """Options of the `proposed` / `propavg` controllers (SEMANTICS §9 "Parameters")."""
@@ -160,18 +165,22 @@ class Algorithm1Params:
     max_steps: int = 1000  # cap on the instances the greedy adds at one boundary
     max_stages_per_service: int = 64  # L: waiting stages of a service considered at one boundary
     kind: str = "ec"  # "ec" (proposed, g^EC) or "avg" (propavg, g^avg)
-    # MODEL's "instance-ready − t" term: 0 leaves it out, 1 uses each instance's predicted drain time
-    # (SEMANTICS §9; needs ``LightObservation.fifo`` or ``.drain``)
-    instance_ready: float = 0.0
+    # MODEL's "instance-ready − t" term, the instance-ready time R_i of each instance (SEMANTICS §9):
+    # "none" (R_i = tΔt), "drain" (the predicted drain time of its FIFO) or "max_input" (the latest
+    # data-ready time of its jobs, raised by the stages placed on it); "drain" and "max_input" need
+    # ``LightObservation.fifo`` (or ``.drain`` / ``.latest_input``) where an instance is busy
+    instance_ready: str = "none"
+    # the instances a stage may go to (SEMANTICS §9): "all" (every one with room) or
+    # "least_occupied" (per node, only its least-occupied instance, if that one has room)
+    candidates: str = "all"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError("kind", self.kind, f"one of {KINDS}")
-        ready = self.instance_ready
-        numeric = isinstance(ready, (int, float, np.integer, np.floating)) and not isinstance(ready, bool)
-        if not numeric or ready not in (0, 1):
-            raise ConfigError("controller.instance_ready", ready, "0 or 1 (leave the instance-ready term out, or use "
-                              "each instance's predicted drain time)")
+        for name, accepted in (("instance_ready", INSTANCE_READY), ("candidates", CANDIDATE_RULES)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in accepted:
+                raise ConfigError(f"controller.{name}", value, "one of: " + ", ".join(accepted))
         if not self.V >= 0.0:
             raise ConfigError("V", self.V, "a number >= 0")
         if not 0.0 < self.epsilon < 1.0:
@@ -199,6 +208,7 @@ class ServiceEvaluation:
     placed: list[tuple[int, int, int, float]]  # (index into obs.waiting, v, k, d̂ re-scored), queue order
     deferred: list[int]  # indices into obs.waiting, queue order (within the first L)
     occupancy: dict[tuple[int, int], int] = field(default_factory=dict)  # final o of each (v, k) in X_m
+    ready: dict[tuple[int, int], float] = field(default_factory=dict)  # final R_i (ms) of each (v, k) in X_m
 
 
 def service_delay_tables(obs: LightObservation, params: Algorithm1Params) -> dict[int, list[float]]:
@@ -213,55 +223,111 @@ def service_delay_tables(obs: LightObservation, params: Algorithm1Params) -> dic
     }
 
 
-def instance_drains(obs: LightObservation) -> np.ndarray:
-    """[V,M,X] ms: the predicted drain time of every light instance at boundary t (SEMANTICS §9,
-    option ``instance_ready``); tΔt for core services and for an instance without jobs.
-
-    From ``obs.fifo``: walk the instance's jobs in FIFO order at the mean rate E f = kβ of its
-    service from cursor = tΔt: cursor = max(cursor, data_ready_job) + remaining_job / E f; the drain
-    time is the final cursor. The FIFO of each light instance must hold ``obs.occupancy`` jobs.
-    Without ``obs.fifo``, ``obs.drain`` (precomputed, [V,M,X]) is used for the busy instances; with
-    neither, no light instance may be busy."""
+def _checked_fifos(obs: LightObservation) -> dict[tuple[int, int, int], list] | None:
+    """``obs.fifo`` checked against ``obs.occupancy`` (every busy light instance has an entry with as
+    many jobs as its occupancy; no job on a core service), keyed by plain ints; None without it."""
+    if obs.fifo is None:
+        return None
     sc = obs.scenario
-    num_nodes, num_slots = sc.num_nodes, obs.max_light_instances
-    now = obs.t * obs.slot_ms
-    shape = (num_nodes, sc.num_services, num_slots)
-    drain = np.full(shape, now, dtype=float)
     occupancy = np.asarray(obs.occupancy)
     light_ids = [int(m) for m in sc.light_services]
-    if obs.fifo is not None:
-        for (v, m, k), jobs in obs.fifo.items():
-            if int(m) not in light_ids:
-                if len(jobs):
-                    raise ConfigError(f"obs.fifo[{(v, m, k)}]", len(jobs), "no job on a core service")
-                continue
-            if len(jobs) != int(occupancy[v, m, k]):
-                raise ConfigError(f"obs.fifo[{(v, m, k)}]", f"{len(jobs)} jobs",
-                                  f"as many jobs as obs.occupancy[{v}, {m}, {k}] = {int(occupancy[v, m, k])}")
-            mean_rate = float(sc.light_shape[m]) * float(sc.light_scale[m])  # E f = kβ
-            cursor = now
-            for remaining, ready in jobs:
-                cursor = max(cursor, float(ready)) + float(remaining) / mean_rate
-            drain[v, m, k] = cursor
-        missing = [
-            (v, m, k) for v in range(num_nodes) for m in light_ids for k in range(num_slots)
-            if occupancy[v, m, k] > 0 and (v, m, k) not in obs.fifo
-        ]
-        if missing:
-            raise ConfigError("obs.fifo", f"no entry for the busy instance {missing[0]}",
-                              "the FIFO of every busy instance")
-        return drain
-    if obs.drain is not None:
-        given = np.asarray(obs.drain, dtype=float)
+    fifos = {}
+    for (v, m, k), jobs in obs.fifo.items():
+        if int(m) not in light_ids:
+            if len(jobs):
+                raise ConfigError(f"obs.fifo[{(v, m, k)}]", len(jobs), "no job on a core service")
+            continue
+        if len(jobs) != int(occupancy[v, m, k]):
+            raise ConfigError(f"obs.fifo[{(v, m, k)}]", f"{len(jobs)} jobs",
+                              f"as many jobs as obs.occupancy[{v}, {m}, {k}] = {int(occupancy[v, m, k])}")
+        fifos[(int(v), int(m), int(k))] = list(jobs)
+    missing = [
+        (v, m, k) for v in range(sc.num_nodes) for m in light_ids for k in range(obs.max_light_instances)
+        if occupancy[v, m, k] > 0 and (v, m, k) not in fifos
+    ]
+    if missing:
+        raise ConfigError("obs.fifo", f"no entry for the busy instance {missing[0]}",
+                          "the FIFO of every busy instance")
+    return fifos
+
+
+def _precomputed(obs: LightObservation, name: str, value, option: str) -> np.ndarray:
+    """[V,M,X] ms: a precomputed per-instance time (``obs.drain`` / ``obs.latest_input``) for the busy
+    instances and tΔt elsewhere; with neither it nor ``obs.fifo``, no light instance may be busy."""
+    sc = obs.scenario
+    shape = (sc.num_nodes, sc.num_services, obs.max_light_instances)
+    out = np.full(shape, obs.t * obs.slot_ms, dtype=float)
+    occupancy = np.asarray(obs.occupancy)
+    if value is not None:
+        given = np.asarray(value, dtype=float)
         if given.shape != shape:
-            raise ConfigError("obs.drain.shape", given.shape, f"{shape}")
+            raise ConfigError(f"obs.{name}.shape", given.shape, f"{shape}")
         busy = occupancy > 0
-        drain[busy] = given[busy]  # an instance without jobs drains at tΔt (§9)
-        return drain
+        out[busy] = given[busy]  # an instance without jobs: tΔt (§9)
+        return out
+    light_ids = [int(m) for m in sc.light_services]
     if np.any(occupancy[:, light_ids, :] > 0):
-        raise ConfigError("obs.fifo", None, "the FIFO contents (or obs.drain) of the busy light instances: "
-                          "Algorithm 1 with controller.instance_ready = 1 needs their drain times")
+        raise ConfigError("obs.fifo", None, f"the FIFO contents (or obs.{name}) of the busy light instances: "
+                          f"Algorithm 1 with controller.instance_ready = {option} needs them")
+    return out
+
+
+def instance_drains(obs: LightObservation) -> np.ndarray:
+    """[V,M,X] ms: the predicted drain time of every light instance at boundary t (SEMANTICS §9,
+    ``instance_ready: drain``); tΔt for core services and for an instance without jobs.
+
+    From ``obs.fifo``: walk the instance's jobs in FIFO order (the order of `sim.light_order` in
+    force) at the mean rate E f = kβ of its service from cursor = tΔt:
+    cursor = max(cursor, data_ready_job) + remaining_job / E f; the drain time is the final cursor.
+    The FIFO of each light instance must hold ``obs.occupancy`` jobs. Without ``obs.fifo``,
+    ``obs.drain`` (precomputed, [V,M,X]) is used for the busy instances; with neither, no light
+    instance may be busy."""
+    fifos = _checked_fifos(obs)
+    if fifos is None:
+        return _precomputed(obs, "drain", obs.drain, "drain")
+    sc = obs.scenario
+    now = obs.t * obs.slot_ms
+    drain = np.full((sc.num_nodes, sc.num_services, obs.max_light_instances), now, dtype=float)
+    for (v, m, k), jobs in fifos.items():
+        mean_rate = float(sc.light_shape[m]) * float(sc.light_scale[m])  # E f = kβ
+        cursor = now
+        for remaining, ready in jobs:
+            cursor = max(cursor, float(ready)) + float(remaining) / mean_rate
+        drain[v, m, k] = cursor
     return drain
+
+
+def instance_latest_inputs(obs: LightObservation) -> np.ndarray:
+    """[V,M,X] ms: the latest data-ready time (on the instance's node) among the jobs in each light
+    instance's FIFO at boundary t, before this boundary's assignments (SEMANTICS §9,
+    ``instance_ready: max_input``, the starting R_i); tΔt for core services and for an instance
+    without jobs. It may be below tΔt (every input already there); the scores clamp it with 0.
+
+    From ``obs.fifo`` (which must match ``obs.occupancy``); without it ``obs.latest_input``
+    (precomputed, [V,M,X]) is used for the busy instances; with neither, no light instance may be busy."""
+    fifos = _checked_fifos(obs)
+    if fifos is None:
+        return _precomputed(obs, "latest_input", obs.latest_input, "max_input")
+    sc = obs.scenario
+    latest = np.full((sc.num_nodes, sc.num_services, obs.max_light_instances), obs.t * obs.slot_ms, dtype=float)
+    for (v, m, k), jobs in fifos.items():
+        if jobs:
+            latest[v, m, k] = max(float(ready) for _, ready in jobs)
+    return latest
+
+
+def instance_ready_times(obs: LightObservation, instance_ready: str) -> np.ndarray:
+    """[V,M,X] ms: every instance's instance-ready time R_i at the start of an evaluation of Φ_m
+    (SEMANTICS §9): tΔt everywhere for "none", `instance_drains` for "drain", `instance_latest_inputs`
+    for "max_input"."""
+    if instance_ready == "drain":
+        return instance_drains(obs)
+    if instance_ready == "max_input":
+        return instance_latest_inputs(obs)
+    if instance_ready == "none":
+        sc = obs.scenario
+        return np.full((sc.num_nodes, sc.num_services, obs.max_light_instances), obs.t * obs.slot_ms, dtype=float)
+    raise ConfigError("controller.instance_ready", instance_ready, "one of: " + ", ".join(INSTANCE_READY))
 
 
 def _weight(obs: LightObservation, params: Algorithm1Params, H: Mapping[int, float], w_idx: int) -> float:
@@ -286,6 +352,24 @@ def _light_cost(obs: LightObservation, m: int, instances: Iterable[tuple[int, in
     return cost
 
 
+def _start_ready(
+    obs: LightObservation, params: Algorithm1Params, drain: np.ndarray | None, ready: np.ndarray | None
+) -> np.ndarray | None:
+    """The starting R_i table [V,M,X] (ms) of an evaluation: None for "none" (R_i = tΔt; a table
+    given is not used); else ``ready``, or ``drain`` (its older name, for "drain" only), or
+    `instance_ready_times` of ``obs``."""
+    if drain is not None and ready is not None:
+        raise ConfigError("drain", "given with ready", "one of the two (drain is the older name of ready)")
+    if params.instance_ready == "none":
+        return None
+    if drain is not None:
+        if params.instance_ready != "drain":
+            raise ConfigError("drain", "given", f"only with controller.instance_ready = drain (here "
+                              f"{params.instance_ready}): pass the starting instance-ready times as ready")
+        ready = drain
+    return instance_ready_times(obs, params.instance_ready) if ready is None else np.asarray(ready, dtype=float)
+
+
 def evaluate_service(
     obs: LightObservation,
     params: Algorithm1Params,
@@ -294,19 +378,24 @@ def evaluate_service(
     instances: Iterable[tuple[int, int]],
     g: list[float] | None = None,
     drain: np.ndarray | None = None,
+    *,
+    ready: np.ndarray | None = None,
 ) -> ServiceEvaluation:
     """Φ_m(X_m) for the instances ``instances`` = [(v, k)] of light service ``m`` (SEMANTICS §9).
 
     An instance's starting occupancy is ``obs.occupancy[v, m, k]`` (0 for an instance that is not
-    busy). The first L = ``params.max_stages_per_service`` waiting stages of m, in queue order, are
-    placed one at a time on the candidate of least score max(0, data_ready − tΔt) + g(o + 1) (ties
-    within 1e-9: lowest o, then lowest v·X + k) if that score is < c_s = 2·D_n + Δt, else deferred;
-    placed stages are re-scored with the final occupancy of their instance. ``g`` defaults to the
-    table of ``params.kind``.
-
-    With ``params.instance_ready = 1`` the term max(0, data_ready − tΔt) becomes
-    max(data_ready − tΔt, drain_i − tΔt), in the score and in the re-score, with drain_i the
-    instance's predicted drain time: ``drain`` [V,M,X] ms, by default `instance_drains` of ``obs``."""
+    busy), its starting instance-ready time R_i (ms) that of ``params.instance_ready`` ("none": tΔt;
+    "drain": its predicted drain time; "max_input": the latest data-ready time of its jobs), taken
+    from ``ready`` [V,M,X] if given (``drain`` is its older name, for "drain" only), else
+    `instance_ready_times` of ``obs``. The first L = ``params.max_stages_per_service`` waiting
+    stages of m, in queue order, are considered one at a time. The candidates are, for
+    ``params.candidates`` "all", every instance with o < y_max; for "least_occupied", on each node
+    the instance of lowest o (ties: lowest k), if its o < y_max. Score = max(0, data_ready − tΔt,
+    R_i − tΔt) + g(o + 1) (ms); among the scores within 1e-9 of the least, "all" takes the lowest o,
+    then the lowest v·X + k, "least_occupied" the lowest node. The stage is placed there if that
+    score is finite and < c_s = 2·D_n + Δt (o += 1 and, for "max_input",
+    R_i ← max(R_i, data_ready)), else deferred. Placed stages are re-scored with the final o and R_i
+    of their instance. ``g`` defaults to the table of ``params.kind``."""
     if g is None:
         g = service_delay_tables(obs, params)[m]
     num_slots = obs.max_light_instances
@@ -314,41 +403,47 @@ def evaluate_service(
     members = sorted(set(instances), key=lambda vk: vk[0] * num_slots + vk[1])
     occupancy = {(v, k): int(obs.occupancy[v, m, k]) for v, k in members}
     stages = [i for i, w in enumerate(obs.waiting) if w.service == m][: params.max_stages_per_service]
-    # instance_ready = 1: drain_i − tΔt of each instance (0 for one without jobs, e.g. an added one)
-    ready_term = None
-    if params.instance_ready:
-        if drain is None:
-            drain = instance_drains(obs)
-        ready_term = {(v, k): float(drain[v, m, k]) - now for v, k in members}
+    table = _start_ready(obs, params, drain, ready)
+    # R_i of each instance (ms); tΔt everywhere for "none", so that the term is 0
+    ready_at = {(v, k): now if table is None else float(table[v, m, k]) for v, k in members}
 
     def wait(w_idx: int, v: int, k: int) -> float:
-        """max(0, data_ready − tΔt), or max(data_ready − tΔt, drain_i − tΔt) with instance_ready = 1."""
+        """max(0, data_ready − tΔt, R_i − tΔt) with R_i as it stands (ms)."""
         late = float(obs.waiting[w_idx].data_ready[v]) - now
-        return max(0.0, late) if ready_term is None else max(late, ready_term[(v, k)])
+        return max(0.0, late, ready_at[(v, k)] - now)
+
+    def candidates() -> list[tuple[int, int]]:
+        """The instances (v, k) the next stage may go to, by ``params.candidates``."""
+        if params.candidates == "all":
+            return [(v, k) for v, k in members if occupancy[(v, k)] < obs.y_max]
+        chosen = []
+        for v in sorted({v for v, _ in members}):
+            o, k = min((occupancy[(v, k)], k) for w, k in members if w == v)  # lowest o, then lowest k
+            if o < obs.y_max:
+                chosen.append((v, k))
+        return chosen
 
     placed: list[tuple[int, int, int]] = []
     deferred: list[int] = []
     for w_idx in stages:
         stage = obs.waiting[w_idx]
         defer_cost = 2.0 * stage.deadline + obs.slot_ms
-        scores = []
-        for v, k in members:
-            o = occupancy[(v, k)]
-            if o >= obs.y_max:
-                continue
-            score = wait(w_idx, v, k) + g[o + 1]
-            scores.append((score, v, k))
+        scores = [(wait(w_idx, v, k) + g[occupancy[(v, k)] + 1], v, k) for v, k in candidates()]
         if not scores:
             deferred.append(w_idx)
             continue
         # an instance on a node the stage's input cannot reach (data-ready time inf, SEMANTICS §12)
         # scores inf: it is never chosen, and a stage whose best score is inf is deferred below
         best_score = min(score for score, _, _ in scores)
-        tied = [(occupancy[(v, k)], v * num_slots + k) for score, v, k in scores if score <= best_score + SCORE_TIE]
-        _, flat = min(tied)  # lowest occupancy, then lowest flat index v·X + k
-        v, k = divmod(flat, num_slots)
+        tied = [(v, k) for score, v, k in scores if score <= best_score + SCORE_TIE]
+        if params.candidates == "all":
+            v, k = min(tied, key=lambda vk: (occupancy[vk], vk[0] * num_slots + vk[1]))  # lowest o, flat index
+        else:
+            v, k = min(tied)  # one candidate per node: the lowest node
         if math.isfinite(best_score) and best_score < defer_cost:
             occupancy[(v, k)] += 1
+            if params.instance_ready == "max_input":
+                ready_at[(v, k)] = max(ready_at[(v, k)], float(stage.data_ready[v]))
             placed.append((w_idx, v, k))
         else:
             deferred.append(w_idx)
@@ -357,12 +452,14 @@ def evaluate_service(
     phi = params.V * cost
     rescored = []
     for w_idx, v, k in placed:
-        d_hat = wait(w_idx, v, k) + g[occupancy[(v, k)]]
+        d_hat = wait(w_idx, v, k) + g[occupancy[(v, k)]]  # final R_i and o
         rescored.append((w_idx, v, k, d_hat))
         phi += _weight(obs, params, H, w_idx) * d_hat
     for w_idx in deferred:
         phi += _weight(obs, params, H, w_idx) * (2.0 * obs.waiting[w_idx].deadline + obs.slot_ms)
-    return ServiceEvaluation(service=m, phi=phi, cost=cost, placed=rescored, deferred=deferred, occupancy=occupancy)
+    return ServiceEvaluation(
+        service=m, phi=phi, cost=cost, placed=rescored, deferred=deferred, occupancy=occupancy, ready=ready_at
+    )
 
 
 def _members(mask: np.ndarray, v_count: int, m: int, num_slots: int) -> list[tuple[int, int]]:
@@ -373,15 +470,16 @@ def _members(mask: np.ndarray, v_count: int, m: int, num_slots: int) -> list[tup
 def evaluate(
     obs: LightObservation, params: Algorithm1Params, H: Mapping[int, float], members: np.ndarray
 ) -> tuple[float, dict[int, ServiceEvaluation]]:
-    """Φ(X) = Σ_m Φ_m(X_m) over the light services, X given as a [V,M,X] bool mask (SEMANTICS §9)."""
+    """Φ(X) = Σ_m Φ_m(X_m) over the light services, X given as a [V,M,X] bool mask (SEMANTICS §9),
+    with the options of ``params`` (the starting R_i of `instance_ready_times`)."""
     sc = obs.scenario
     tables = service_delay_tables(obs, params)
-    drain = instance_drains(obs) if params.instance_ready else None
+    ready = None if params.instance_ready == "none" else instance_ready_times(obs, params.instance_ready)
     per_service = {}
     for m in sc.light_services:
         m = int(m)
         per_service[m] = evaluate_service(
-            obs, params, H, m, _members(members, sc.num_nodes, m, obs.max_light_instances), tables[m], drain
+            obs, params, H, m, _members(members, sc.num_nodes, m, obs.max_light_instances), tables[m], ready=ready
         )
     return sum(ev.phi for ev in per_service.values()), per_service
 
@@ -400,9 +498,11 @@ def algorithm1(
     best Δ is added in the lowest free slot k; at most ``params.max_steps`` times. Returns the
     decision of §9 step 4 and ``info`` with ``objective`` (Φ of the final X, V·C_light included),
     ``steps``, ``phi`` (Φ_m per light service), ``cost_light`` (Σ C_m), ``placed`` and ``deferred``
-    (stage counts). The decision states, for each assigned stage, the delay bound g(o_final) of §11
-    (``LightDecision.bounds``), also with ``params.instance_ready = 1`` (the drain term is not part
-    of the bound)."""
+    (stage counts). Every evaluation of Φ_m follows ``params.instance_ready`` and
+    ``params.candidates`` (see `evaluate_service`); the starting instance-ready times R_i are read
+    once, from the FIFOs before this boundary's assignments. The decision states, for each assigned
+    stage, the delay bound g(o_final) of §11 (``LightDecision.bounds``), whatever
+    ``params.instance_ready`` (the R_i term is not part of the bound)."""
     sc = obs.scenario
     num_nodes, num_services, num_slots = sc.num_nodes, sc.num_services, obs.max_light_instances
     expected = (num_nodes, num_services, num_slots)
@@ -411,12 +511,13 @@ def algorithm1(
     light_ids = [int(m) for m in sc.light_services]
     tables = service_delay_tables(obs, params)
     waiting_services = {w.service for w in obs.waiting}
-    drain = instance_drains(obs) if params.instance_ready else None  # FIFOs before this boundary's assignments
+    # starting R_i, from the FIFOs before this boundary's assignments (None for "none")
+    ready = None if params.instance_ready == "none" else instance_ready_times(obs, params.instance_ready)
     node_up = obs.nodes_up()
 
     members = np.asarray(obs.occupancy) > 0  # step 2: the busy light instances
     evaluations = {
-        m: evaluate_service(obs, params, H, m, _members(members, num_nodes, m, num_slots), tables[m], drain)
+        m: evaluate_service(obs, params, H, m, _members(members, num_nodes, m, num_slots), tables[m], ready=ready)
         for m in light_ids
     }
 
@@ -436,7 +537,7 @@ def algorithm1(
                 if not free or not fits(used[v], sc.resource[m], sc.capacity[v]):
                     continue
                 k = free[0]
-                ev = evaluate_service(obs, params, H, m, current + [(v, k)], tables[m], drain)
+                ev = evaluate_service(obs, params, H, m, current + [(v, k)], tables[m], ready=ready)
                 candidates.append((ev.phi - evaluations[m].phi, m, v, k, ev))
         if not candidates:
             break
@@ -476,7 +577,9 @@ def algorithm1(
 
 def make_controller(kind: str = "ec", *, log: list | None = None, **params: Any) -> Controller:
     """A controller ``(obs, state) -> (LightDecision, state)`` for `simulate_reference` running
-    `algorithm1` with ``Algorithm1Params(kind=kind, **params)``.
+    `algorithm1` with ``Algorithm1Params(kind=kind, **params)``, e.g.
+    ``make_controller("ec", instance_ready="max_input", candidates="least_occupied")`` (SEMANTICS §9;
+    "drain" and "max_input" read the FIFOs the simulator passes in ``LightObservation.fifo``).
 
     The state (None at the first boundary of a realisation) is a dict: ``"H"`` maps task id →
     (boundary, H_j) of the last boundary at which the task had a waiting light stage, advanced by the

@@ -42,13 +42,17 @@ class LightObservation:
     y_max: int
     max_light_instances: int
     # the FIFO of every light instance (v, m, k) at this boundary, before this boundary's assignments:
-    # its jobs in order as (remaining work MB, data-ready time on node v ms); jobs done at this
-    # boundary are not in it (as for ``occupancy``); an instance missing from the dict has no job.
-    # Needed by Algorithm 1 with ``instance_ready = 1`` (SEMANTICS.md §9: the drain time); None: not given
+    # its jobs in FIFO order (the order of `sim.light_order` in force, SEMANTICS.md §2 step 7) as
+    # (remaining work MB, data-ready time on node v ms); jobs done at this boundary are not in it (as
+    # for ``occupancy``); an instance missing from the dict has no job. Needed by Algorithm 1 with
+    # ``instance_ready`` "drain" or "max_input" (§9: the instance-ready times); None: not given
     fifo: dict | None = None
-    # [V,M,X] ms, an alternative to ``fifo``: the predicted drain time of each light instance (§9),
-    # precomputed (e.g. the engine's observation); used only when ``fifo`` is None
+    # [V,M,X] ms, an alternative to ``fifo``: the predicted drain time of each light instance (§9,
+    # "drain"), precomputed (e.g. the engine's observation); used only when ``fifo`` is None
     drain: np.ndarray | None = None
+    # [V,M,X] ms, an alternative to ``fifo``: the latest data-ready time among the jobs of each light
+    # instance (§9, "max_input"), precomputed; used only when ``fifo`` is None
+    latest_input: np.ndarray | None = None
     # [V] bool: the nodes up during slot t (SEMANTICS.md §12); None: every node is up. The simulator
     # keeps no light instance on a down node and refuses an assignment to one, or to a node where the
     # stage's data-ready time is inf (unreachable)

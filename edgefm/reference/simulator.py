@@ -16,6 +16,9 @@ from edgefm.reference.controllers import CONTROLLERS, LightObservation, WaitingS
 from edgefm.reference.network import NetworkDelays
 
 CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
+ROOT_READY_RULES = ("uplink_end", "arrival")  # sim.root_ready, SEMANTICS.md §2 step 3 (default first)
+LIGHT_ORDERS = ("input_arrival", "dispatch")  # sim.light_order, §2 step 7 (default first)
+FADING_MODES = ("block", "per_slot")  # channel.fading, §2 step 2 (default first)
 
 # the components of a task's latency along its critical path (SEMANTICS.md §11), in this order
 BREAKDOWN_COMPONENTS = (
@@ -114,12 +117,31 @@ class _Task:
 
 
 class _LightJob:
-    def __init__(self, task: _Task, stage: _Stage, work: float, data_ready: float):
+    def __init__(self, task: _Task, stage: _Stage, work: float, data_ready: float, dispatch_slot: int, slot_ms: float):
         self.task = task
         self.stage = stage
-        self.remaining = work
-        self.data_ready = data_ready
+        self.remaining = work  # MB
+        self.data_ready = data_ready  # ms, on the instance's node
+        self.dispatch_slot = dispatch_slot  # t_d
+        # t0 = max(t_d·Δt, data_ready) (ms): the moment the job is at its instance with its input,
+        # the key of the `input_arrival` FIFO order (SEMANTICS.md §2 step 7)
+        self.t0 = max(dispatch_slot * slot_ms, data_ready)
         self.finish: float | None = None
+
+
+def _insert_job(queue: list[_LightJob], job: _LightJob, light_order: str) -> None:
+    """Put a newly dispatched ``job`` in its instance's FIFO ``queue`` (SEMANTICS.md §2 step 7).
+
+    ``dispatch``: at the end. ``input_arrival``: after every job already in the FIFO whose t0 is
+    <= the job's own and before the others; the FIFO is then sorted by (t0, dispatch boundary, rank
+    at that boundary), since the jobs of one boundary are inserted in their assignment order."""
+    if light_order == "dispatch":
+        queue.append(job)
+        return
+    position = len(queue)
+    while position > 0 and queue[position - 1].t0 > job.t0:
+        position -= 1
+    queue.insert(position, job)
 
 
 class _CoreInstance:
@@ -133,6 +155,44 @@ class _CoreInstance:
 
 def _done(stage: _Stage, now: float) -> bool:
     return stage.finish is not None and stage.finish <= now
+
+
+def _transfer_time(size: float, rate: float) -> float:
+    """ms to send ``size`` MB at ``rate`` MB/ms: 0 at an infinite rate (channel `off`) or for an
+    empty input, inf at rate 0."""
+    if math.isinf(rate) or size == 0.0:
+        return 0.0
+    if rate <= 0.0:
+        return math.inf
+    return size / rate
+
+
+def uplink_end_time(size: float, rates, arrival_slot: int, slot_ms: float, fading: str) -> float:
+    """ms: when the whole input of ``size`` MB is at the gateway (SEMANTICS.md §2 step 2).
+
+    ``rates`` [T] MB/ms is the user's column of ``uplink_rate``; the task arrives at boundary
+    ``arrival_slot``. ``block``: t·Δt + A / rate[t] (the arrival slot's rate holds for the whole
+    upload). ``per_slot``: the upload proceeds at each slot's rate from the arrival slot on:
+    remaining = A; for t' = t … T−1, if rate[t']·Δt >= remaining the upload ends at
+    t'·Δt + remaining / rate[t'], otherwise remaining −= rate[t']·Δt; an upload not complete by T·Δt
+    ends at inf. An infinite rate needs no time in both."""
+    t = int(arrival_slot)
+    if fading == "block":
+        return t * slot_ms + _transfer_time(size, float(rates[t]))
+    remaining = float(size)
+    for t_slot in range(t, len(rates)):
+        rate = float(rates[t_slot])
+        if rate * slot_ms >= remaining:
+            return t_slot * slot_ms + _transfer_time(remaining, rate)
+        remaining = remaining - rate * slot_ms
+    return math.inf
+
+
+def _option(field: str, value, accepted: tuple[str, ...]) -> str:
+    """``value`` if it is one of the named values ``accepted``, else a ConfigError naming ``field``."""
+    if not isinstance(value, str) or value not in accepted:
+        raise ConfigError(field, value, "one of: " + ", ".join(accepted))
+    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,12 +283,25 @@ def simulate_reference(
     controller="lbrr",
     node_up=None,
     link_up=None,
+    root_ready: str = "uplink_end",
+    light_order: str = "input_arrival",
+    fading: str = "block",
 ) -> ReferenceResult:
     """Simulate one realisation; see docs/SEMANTICS.md for the meaning of every step.
 
     ``node_up`` [T,V] bool (node v up during slot t) and ``link_up`` [T,E] bool (link e, in the order
     of ``scenario.link_ends``, up during slot t) are the failures of SEMANTICS.md §12; None means
-    everything is up, which changes nothing."""
+    everything is up, which changes nothing.
+
+    Options (§2): ``root_ready`` (`sim.root_ready`, step 3): "uplink_end" — a root is ready from the
+    first boundary t with uplink end <= t·Δt — or "arrival" — from its arrival boundary;
+    ``light_order`` (`sim.light_order`, step 7): "input_arrival" — each light FIFO sorted by
+    (t0, dispatch boundary, rank), t0 = max(t_d·Δt, data-ready time) — or "dispatch" — strict FIFO in
+    dispatch order; ``fading`` (`channel.fading`, step 2): how the uplink end is computed from
+    ``uplink_rate`` [T,U] MB/ms, "block" or "per_slot" (see `uplink_end_time`)."""
+    _option("sim.root_ready", root_ready, ROOT_READY_RULES)
+    _option("sim.light_order", light_order, LIGHT_ORDERS)
+    _option("channel.fading", fading, FADING_MODES)
     sc = scenario
     V, M, N, U, S = sc.num_nodes, sc.num_services, sc.num_types, sc.num_users, sc.max_stages
     T, X = int(total_slots), int(max_light_instances)
@@ -341,28 +414,33 @@ def simulate_reference(
             for u in range(U):
                 for n in range(N):
                     for _ in range(int(arrivals[t, u, n])):
-                        rate = float(uplink_rate[t, u])
-                        uplink = 0.0 if math.isinf(rate) else float(sc.input_size[n]) / rate
+                        uplink_end = uplink_end_time(float(sc.input_size[n]), uplink_rate[:, u], t, dt, fading)
                         stages = {}
                         for s in sc.stages_of(n):
                             m = int(sc.stage_service[n, s])
                             parents = [int(p) for p in sc.stage_parents[n, s] if p >= 0]
                             stages[s] = _Stage(s, m, parents, bool(sc.service_is_core[m]))
-                        task = _Task(len(tasks), n, u, now, now + uplink, stages)
+                        task = _Task(len(tasks), n, u, now, uplink_end, stages)
                         tasks.append(task)
                         if len(in_flight) >= buffer_capacity:
                             task.dropped = True
                         else:
                             in_flight.append(task)
 
-        # 3. readiness, 4. order
+        # 3. readiness, 4. order (a stage lost at 1b already has ready_slot = t)
         waiting: list[tuple[int, int, int, _Task, _Stage]] = []
         for task in in_flight:
             for stage in task.stages.values():
                 if stage.dispatched:
                     continue
                 if stage.ready_slot is None:
-                    if all(_done(task.stages[p], now) for p in stage.parents):
+                    if stage.parents:
+                        ready = all(_done(task.stages[p], now) for p in stage.parents)
+                    elif root_ready == "uplink_end":
+                        ready = task.uplink_end <= now  # never, for an upload not done by TΔt
+                    else:  # "arrival"
+                        ready = True
+                    if ready:
                         stage.ready_slot = t
                     else:
                         continue
@@ -432,7 +510,8 @@ def simulate_reference(
             alive_prev=alive_prev.copy(),
             y_max=int(y_max),
             max_light_instances=X,
-            # the FIFOs at this boundary (done jobs already removed, step 1), for the drain times of §9
+            # the FIFOs at this boundary (done jobs already removed, step 1), in the order in force
+            # (``light_order``), for the instance-ready times of §9
             fifo={key: [(job.remaining, job.data_ready) for job in jobs] for key, jobs in fifo.items()},
             node_up=up.copy(),
         )
@@ -472,8 +551,8 @@ def simulate_reference(
                 raise ValueError(f"controller routed a stage to a stopped instance {(v, m, k)}")
             if len(fifo[(v, m, k)]) >= min(int(parallelism[v, m]), int(y_max)):
                 raise ValueError(f"controller overfilled light instance {(v, m, k)}")
-            job = _LightJob(task, stage, float(sc.work[m]), data_ready(task, stage, v, fwd, xfer))
-            fifo[(v, m, k)].append(job)
+            job = _LightJob(task, stage, float(sc.work[m]), data_ready(task, stage, v, fwd, xfer), t, dt)
+            _insert_job(fifo[(v, m, k)], job, light_order)
             stage.dispatched = True
             stage.node = v
             stage.dispatch_slot = t
