@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "conf" / "scenario" / "paper.yaml"
 
 
+def rate(sc) -> np.ndarray:
+    """[U] MB/ms: the nakagami channel's mean-value uplink rate at its defaults, B log2(1 + snr0 Ω_u)
+    with B = 0.125, snr0 = 1 (what the runner passes as uplink_rate with channel=nakagami)."""
+    return 0.125 * np.log2(1.0 + sc.nakagami_omega)
+
+
 @pytest.fixture(scope="module")
 def paper():
     return build_scenarios(load_spec(PAPER), seed=0)[0]
@@ -116,9 +122,9 @@ def test_scenario_pipeline_equals_brute_force():
     sc = dataclasses.replace(sc, capacity=np.tile(need * 2.5 / 0.8, (sc.num_nodes, 1)))
     for kappa in (3, 5):
         placement = MilpPlacement(MilpConfig(kappa_mode="fixed", kappa=kappa))
-        p = program_of(placement.config, sc, 1.0)
+        p = program_of(placement.config, sc, 1.0, rate(sc))
         assert p.bound.size <= 6 and p.bound.max() <= 3
-        result = placement.solve(sc, slot_ms=1.0)
+        result = placement.solve(sc, slot_ms=1.0, uplink_rate=rate(sc))
         x = result.x_core[:, p.services]
         assert result.info["solver_objective"] == pytest.approx(brute_force(p, kappa, "global"), rel=1e-9)
         assert p.objective(x) == pytest.approx(result.info["solver_objective"], rel=1e-12)
@@ -129,7 +135,7 @@ def test_scenario_pipeline_equals_brute_force():
 def test_retention_rule_kappa_satisfies_its_definition(form):
     sc = random_scenario(10, 4, seed=1)
     placement = MilpPlacement(MilpConfig(sparsity=form))
-    p = program_of(placement.config, sc, 1.0)
+    p = program_of(placement.config, sc, 1.0, rate(sc))
     x, info, final = placement.solve_program(p)
     kappa = info["solver_kappa"]
     free = scip.solve(p, None, form, OPTS)  # the κ-free optimum J*, again
@@ -144,7 +150,7 @@ def test_retention_rule_kappa_satisfies_its_definition(form):
 
 @pytest.mark.parametrize("reserve", [0.2, [0.3, 0.1, 0.05, 0.15]])
 def test_the_light_reserve_is_respected(paper, reserve):
-    result = MilpPlacement(MilpConfig(reserve=reserve, kappa_mode="off")).solve(paper, slot_ms=1.0)
+    result = MilpPlacement(MilpConfig(reserve=reserve, kappa_mode="off")).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     used = result.x_core @ paper.resource
     fractions = np.broadcast_to(np.asarray(reserve, float), (4,))
     assert np.all(used <= paper.capacity * (1 - fractions) + 1e-9)
@@ -154,7 +160,7 @@ def test_the_light_reserve_is_respected(paper, reserve):
 
 def test_written_mps_solved_again_gives_the_same_objective(paper, tmp_path):
     placement = MilpPlacement(MilpConfig(kappa_mode="fixed", kappa=20, write_model=True, model_dir=str(tmp_path)))
-    result = placement.solve(paper, slot_ms=1.0)
+    result = placement.solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     files = result.info["model_files"].split()
     assert sorted(Path(f).name for f in files) == ["placement_milp_instance0.lp", "placement_milp_instance0.mps"]
     for path in files:
@@ -178,7 +184,7 @@ def test_relaxed_is_feasible_and_within_its_reported_gap(paper, case):
     sc = {"paper": paper, "random10": random_scenario(10, 4, seed=2),
           "random12_per_service": random_scenario(12, 5, seed=4), "random30": random_scenario(30, 6, seed=5)}[case]  # fmt: skip
     relaxed = RelaxedPlacement(RelaxedConfig(sparsity=form, kappa_mode="off" if case == "random30" else "retention"))
-    p = program_of(relaxed.config, sc, 1.0)
+    p = program_of(relaxed.config, sc, 1.0, rate(sc))
     x, info = relaxed.solve_program(p)
     kappa = info["solver_kappa"]
     assert not p.violations(x) and scip.occupied(x, form) >= kappa
@@ -192,7 +198,7 @@ def test_relaxed_is_feasible_and_within_its_reported_gap(paper, case):
 
 
 def test_relaxed_placement_through_solve_has_zero_light_columns(paper):
-    result = RelaxedPlacement(RelaxedConfig(kappa_mode="fixed", kappa=20)).solve(paper, slot_ms=1.0)
+    result = RelaxedPlacement(RelaxedConfig(kappa_mode="fixed", kappa=20)).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     assert np.all(result.x_core[:, ~paper.service_is_core] == 0)
     assert np.all(result.x_core @ paper.resource <= paper.capacity * (1 - DEFAULT_RESERVE) + 1e-9)
     assert (result.x_core > 0).sum() >= 20 and result.info["solver_status"] == "feasible"
@@ -211,7 +217,7 @@ def _one_line_error(func) -> str:
 
 
 def test_infeasible_demand_names_the_service_and_resource(paper):
-    message = _one_line_error(lambda: MilpPlacement(MilpConfig(reserve=0.9)).solve(paper, slot_ms=1.0))
+    message = _one_line_error(lambda: MilpPlacement(MilpConfig(reserve=0.9)).solve(paper, slot_ms=1.0, uplink_rate=rate(paper)))
     assert "infeasible" in message and "req_m" in message and "placement.reserve" in message
     assert any(repr(paper.service_names[m]) in message for m in paper.core_services)
     assert any(k in message for k in ("cpu", "ram", "gpu", "vram"))
@@ -219,7 +225,9 @@ def test_infeasible_demand_names_the_service_and_resource(paper):
 
 def test_infeasible_total_demand_names_the_resource(paper):
     # each service alone fits, all together do not: only vram is cut
-    message = _one_line_error(lambda: MilpPlacement(MilpConfig(reserve=[0, 0, 0, 0.45])).solve(paper, slot_ms=1.0))
+    message = _one_line_error(
+        lambda: MilpPlacement(MilpConfig(reserve=[0, 0, 0, 0.45])).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
+    )
     assert "vram" in message and "all services together" in message
 
 
@@ -227,12 +235,12 @@ def test_infeasible_total_demand_names_the_resource(paper):
 @pytest.mark.parametrize("form", scip.FORMS)
 def test_kappa_beyond_the_feasible_pairs(paper, solver, form):
     config = solver.Config(kappa_mode="fixed", kappa=1000, sparsity=form)
-    message = _one_line_error(lambda: solver(config).solve(paper, slot_ms=1.0))
+    message = _one_line_error(lambda: solver(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper)))
     assert "kappa = 1000" in message and "lower placement.kappa" in message
 
 
 def test_time_limit_without_a_solution_is_an_error(paper):
-    p = program_of(MilpConfig(), paper, 1.0)
+    p = program_of(MilpConfig(), paper, 1.0, rate(paper))
     model = pyscipopt.Model()
     unsolved = scip.Solve(kappa=None, status="timelimit", x=None, objective=np.inf, gap=np.inf, seconds=1.0, model=model)
     with pytest.raises(SolverError, match=r"timelimit.*without a feasible placement.*time_limit_s"):
@@ -243,7 +251,7 @@ def test_time_limit_with_a_solution_warns_and_records_the_gap():
     sc = random_scenario(50, 10, seed=1)
     placement = MilpPlacement(MilpConfig(kappa_mode="off", time_limit_s=1.0))
     with pytest.warns(RuntimeWarning, match="before proving optimality"):
-        result = placement.solve(sc, slot_ms=1.0)
+        result = placement.solve(sc, slot_ms=1.0, uplink_rate=rate(sc))
     assert result.info["solver_status"] == "timelimit"
     assert 0 < result.info["solver_gap"] < 1
     assert result.x_core.sum() > 0
@@ -253,9 +261,9 @@ def test_bad_options_are_config_errors(paper):
     from edgefm.errors import ConfigError
 
     for config in (MilpConfig(reserve=1.0), MilpConfig(reserve=[0.1, 0.2]), MilpConfig(sparsity="both"),
-                   MilpConfig(kappa_mode="auto"), MilpConfig(retention=0.0), MilpConfig(uplink_snr0=0.0)):  # fmt: skip
+                   MilpConfig(kappa_mode="auto"), MilpConfig(retention=0.0), MilpConfig(target_utilisation=0.0)):  # fmt: skip
         with pytest.raises(ConfigError):
-            MilpPlacement(config).solve(paper, slot_ms=1.0)
+            MilpPlacement(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     # SCIP options: the message names the field, the value and what is accepted
     for config, field, accepted in (
         (MilpConfig(heuristics="agressive"), "placement.heuristics", "aggressive"),
@@ -265,7 +273,7 @@ def test_bad_options_are_config_errors(paper):
         (MilpConfig(scip_params={"limits/gap": -1.0}), "placement.scip_params.limits/gap", "in range [0,"),
     ):
         with pytest.raises(ConfigError) as err:
-            MilpPlacement(config).solve(paper, slot_ms=1.0)
+            MilpPlacement(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
         assert field in str(err.value) and accepted in str(err.value)
 
 

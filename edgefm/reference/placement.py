@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from edgefm.errors import SolverError
+from edgefm.scenario.hostable import check_plan, required_instances
 
 
 def utilisation(used: np.ndarray, capacity: np.ndarray) -> float:
@@ -38,8 +39,11 @@ def least_loaded_node(used: np.ndarray, need: np.ndarray, capacity: np.ndarray, 
     return best
 
 
-def core_demand(scenario) -> dict[int, int]:
-    """req_m = max(1, ceil(sum_{u,n: m in M_n} lambda_{u,n} * a_m / f_m)) for every core service m."""
+def core_demand(scenario, *, plan_load: float = 1.0, target_utilisation: float = 1.0) -> dict[int, int]:
+    """req_m = max(1, ceil(sum_{u,n: m in M_n} lambda_{u,n} * plan_load * a_m / f_m / rho*)) for
+    every core service m; the busy time summed here, the rule (and its round-off guard) is
+    `edgefm.scenario.hostable.required_instances`, the one the placements use."""
+    check_plan(plan_load, target_utilisation)
     req = {}
     for m in scenario.core_services:
         m = int(m)
@@ -48,17 +52,18 @@ def core_demand(scenario) -> dict[int, int]:
             services_of_n = {int(scenario.stage_service[n, s]) for s in scenario.stages_of(n)}
             if m in services_of_n:
                 total_rate += float(np.sum(scenario.arrival_rate[:, n]))
-        load = total_rate * float(scenario.work[m]) / float(scenario.core_rate[m])
-        req[m] = max(1, math.ceil(load))
+        busy = total_rate * float(scenario.work[m]) / float(scenario.core_rate[m])
+        req[m] = required_instances(busy, plan_load=plan_load, target_utilisation=target_utilisation)
     return req
 
 
-def least_loaded_placement(scenario) -> np.ndarray:
-    """[V,M] int: req_m instances of every core service, each on the least-utilised feasible node."""
+def least_loaded_placement(scenario, *, plan_load: float = 1.0, target_utilisation: float = 1.0) -> np.ndarray:
+    """[V,M] int: req_m instances of every core service (`core_demand`), each on the least-utilised
+    feasible node."""
     num_nodes, num_services = scenario.num_nodes, scenario.num_services
     x = np.zeros((num_nodes, num_services), dtype=int)
     used = np.zeros((num_nodes, scenario.capacity.shape[1]), dtype=float)
-    req = core_demand(scenario)
+    req = core_demand(scenario, plan_load=plan_load, target_utilisation=target_utilisation)
     order = sorted(req, key=lambda m: (-req[m], m))
     for m in order:
         for _ in range(req[m]):

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgefm.errors import SolverError
 from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
-from edgefm.scenario.hostable import core_demand
+from edgefm.scenario.hostable import check_plan, core_demand
 
 
 def utilisation(used: np.ndarray, capacity: np.ndarray) -> np.ndarray:
@@ -20,7 +20,8 @@ def utilisation(used: np.ndarray, capacity: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LeastLoadedConfig:
-    pass
+    plan_load: float = 1.0  # the backbone is sized for plan_load times the load-1x arrival rates
+    target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
 
 
 class LeastLoadedPlacement(AbstractPlacementSolver):
@@ -31,8 +32,13 @@ class LeastLoadedPlacement(AbstractPlacementSolver):
     Config = LeastLoadedConfig
     description = "core services by demand, each instance on the least-utilised feasible node"
 
+    def validate(self) -> None:
+        check_plan(self.config.plan_load, self.config.target_utilisation)
+
     def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
-        req = core_demand(scenario)
+        self.validate()
+        c = self.config
+        req = core_demand(scenario, plan_load=c.plan_load, target_utilisation=c.target_utilisation)
         x = np.zeros((scenario.num_nodes, scenario.num_services), np.int64)
         used = np.zeros_like(scenario.capacity, dtype=float)
         order = sorted(np.flatnonzero(req > 0), key=lambda m: (-req[m], m))
@@ -49,4 +55,6 @@ class LeastLoadedPlacement(AbstractPlacementSolver):
                 v = int(np.argmin(util))
                 x[v, m] += 1
                 used[v] += scenario.resource[m]
-        return PlacementResult(x_core=x, info={"solver_status": "heuristic", "demand": req.tolist()})
+        info = {"solver_status": "heuristic", "demand": req.tolist(), "plan_load": float(c.plan_load),
+                "target_utilisation": float(c.target_utilisation)}
+        return PlacementResult(x_core=x, info=info)

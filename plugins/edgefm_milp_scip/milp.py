@@ -16,8 +16,9 @@ import numpy as np
 
 from edgefm.errors import ConfigError, SolverError
 from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
+from edgefm.scenario.hostable import check_plan
 from edgefm_milp_scip import scip
-from edgefm_milp_scip.program import Program, build_program, core_demand, reserve_fractions, to_placement
+from edgefm_milp_scip.program import Program, build_program, reserve_by_kind, reserve_info, to_placement
 
 KAPPA_MODES = ("retention", "fixed", "off")
 DEFAULT_RESERVE = 0.1
@@ -28,9 +29,9 @@ class MilpConfig:
     xi: float = 3.0  # weight of the QoS score Q against the cost
     rho: float = 0.01  # 1/ms: decay of the load estimate z̃ (Eq. 15)
     q_min: float = -1.0  # floor of each (user, type) term of Q
-    reserve: Any = DEFAULT_RESERVE  # fraction of every node's capacity kept for light instances; or [cpu, ram, gpu, vram]
-    uplink_bandwidth: float = 0.125  # MB/ms: B of the mean uplink rate B log2(1 + snr0 Ω_u) (.inf: no uplink)
-    uplink_snr0: float = 1.0  # snr0 of the mean uplink rate
+    reserve: Any = DEFAULT_RESERVE  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
+    plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
+    target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
     sparsity: str = "global"  # global: Σ 1{x ≥ 1} ≥ κ over (node, service) pairs | per_service: each service on ≥ κ nodes
     kappa_mode: str = "retention"  # retention: largest κ within (1 - retention)|J*| | fixed: placement.kappa | off
     kappa: int = 0  # κ when kappa_mode = fixed
@@ -48,17 +49,14 @@ class MilpConfig:
 
 def validate_common(config, solver: str) -> None:
     """Checks shared by `milp` and `milp_relaxed` (the names are those of the placement group)."""
-    reserve_fractions(config.reserve)
+    reserve_by_kind(config.reserve)
+    check_plan(config.plan_load, config.target_utilisation)
     for name in ("xi", "rho"):
         value = getattr(config, name)
         if not (np.isfinite(value) and value >= 0):
             raise ConfigError(f"placement.{name}", value, "a finite number >= 0")
     if not np.isfinite(config.q_min):
         raise ConfigError("placement.q_min", config.q_min, "a finite number")
-    if not (config.uplink_bandwidth > 0):
-        raise ConfigError("placement.uplink_bandwidth", config.uplink_bandwidth, "a number > 0 in MB/ms (.inf: no uplink delay)")
-    if not (np.isfinite(config.uplink_snr0) and config.uplink_snr0 > 0):
-        raise ConfigError("placement.uplink_snr0", config.uplink_snr0, "a finite number > 0")
     if config.sparsity not in scip.FORMS:
         raise ConfigError("placement.sparsity", config.sparsity, "one of: " + ", ".join(scip.FORMS))
     if config.kappa_mode not in KAPPA_MODES:
@@ -85,11 +83,22 @@ def model_folder(config) -> Path:
     return Path(os.getcwd())
 
 
-def program_of(config, scenario, slot_ms: float) -> Program:
+def program_of(config, scenario, slot_ms: float, uplink_rate=None) -> Program:
+    """The program of ``scenario`` under the options ``config``; ``uplink_rate`` [U] MB/ms (the
+    channel's mean-value rate, inf: no uplink time) or None: no uplink time."""
     return build_program(
         scenario, slot_ms=slot_ms, xi=config.xi, rho=config.rho, q_min=config.q_min, reserve=config.reserve,
-        bandwidth=config.uplink_bandwidth, snr0=config.uplink_snr0,
+        uplink_rate=uplink_rate, plan_load=config.plan_load, target_utilisation=config.target_utilisation,
     )  # fmt: skip
+
+
+def plan_info(config, program: Program, num_services: int) -> dict[str, Any]:
+    """The plan and the demand for `PlacementResult.info`: plan_load, target_utilisation and
+    demand [M] (req_m; 0 for light and unused services)."""
+    demand = np.zeros(num_services, np.int64)
+    demand[program.services] = program.demand
+    return {"plan_load": float(config.plan_load), "target_utilisation": float(config.target_utilisation),
+            "demand": [int(d) for d in demand]}
 
 
 class MilpPlacement(AbstractPlacementSolver):
@@ -124,11 +133,14 @@ class MilpPlacement(AbstractPlacementSolver):
         # the same program gives the same placement; writing the model files is an effect of its own
         return not self.config.write_model
 
-    def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
+    def solve(self, scenario, *, slot_ms: float, uplink_rate=None) -> PlacementResult:
+        """The placement of ``scenario``. ``uplink_rate`` [U] MB/ms is the channel's mean-value
+        uplink rate (the runner passes it; inf: no uplink time); None (a direct call without a
+        channel): the embedding counts no uplink time."""
         self.validate()
-        program = program_of(self.config, scenario, slot_ms)
+        program = program_of(self.config, scenario, slot_ms, uplink_rate)
         x, info, final = self.solve_program(program)
-        info["demand"] = [int(d) for d in core_demand(scenario)]
+        info.update(plan_info(self.config, program, scenario.num_services))
         if self.config.write_model:
             instance = scenario.meta.get("instance", 0) if isinstance(scenario.meta, dict) else 0
             paths = scip.write_model(final.model, model_folder(self.config), f"placement_{self.name}_instance{instance}")
@@ -138,8 +150,7 @@ class MilpPlacement(AbstractPlacementSolver):
     def solve_program(self, program: Program) -> tuple[np.ndarray, dict, scip.Solve]:
         """Solve ``program`` with the configured κ mode; returns (x[V,J], info, the last solve)."""
         c, form, opts = self.config, self.config.sparsity, self.options()
-        fractions = reserve_fractions(c.reserve)
-        reason = scip.demand_diagnosis(program, fractions, self.name)
+        reason = scip.demand_diagnosis(program, c.reserve, self.name)
         if reason:
             raise SolverError(reason)
         solves: list[scip.Solve] = []
@@ -151,14 +162,14 @@ class MilpPlacement(AbstractPlacementSolver):
 
         info: dict[str, Any] = {}
         if c.kappa_mode == "off":
-            final = scip.ensure_solution(run(None), program, form, fractions, opts, self.name)
+            final = scip.ensure_solution(run(None), program, form, c.reserve, opts, self.name)
         elif c.kappa_mode == "fixed":
             reason = scip.kappa_diagnosis(program, c.kappa, form, self.name)
             if reason:
                 raise SolverError(reason)
-            final = scip.ensure_solution(run(c.kappa), program, form, fractions, opts, self.name)
+            final = scip.ensure_solution(run(c.kappa), program, form, c.reserve, opts, self.name)
         else:
-            final, free = retention_rule(program, form, c.retention, run, fractions, opts, self.name)
+            final, free = retention_rule(program, form, c.retention, run, c.reserve, opts, self.name)
             info["kappa_free_objective"] = free.objective
             info["kappa_free_status"] = free.status
         if final.status != "optimal":
@@ -180,18 +191,18 @@ class MilpPlacement(AbstractPlacementSolver):
             "kappa_mode": c.kappa_mode,
             "sparsity": form,
             **info,
-            "reserve": [float(f) for f in fractions],
+            **reserve_info(c.reserve),
             "occupied": scip.occupied(x, form),
             "instances": int(x.sum()),
         }
         return x, info, final
 
 
-def retention_rule(program: Program, form: str, retention: float, run, fractions, opts, solver: str):
+def retention_rule(program: Program, form: str, retention: float, run, reserve, opts, solver: str):
     """κ by the retention rule: the largest κ whose optimum J(κ) ≤ J* + (1 - retention)|J*|, J* the
     κ-free optimum. J(κ) is non-decreasing in κ (the feasible set shrinks), so bisection over
     [κ of the κ-free solution, κ_max] is exact; each step is one exact solve."""
-    free = scip.ensure_solution(run(None), program, form, fractions, opts, solver)
+    free = scip.ensure_solution(run(None), program, form, reserve, opts, solver)
     target = free.objective + (1.0 - retention) * abs(free.objective) + 1e-9 * max(1.0, abs(free.objective))
     lo, hi = scip.occupied(free.x, form), scip.kappa_max(program, form)
     results: dict[int, scip.Solve] = {}
@@ -206,7 +217,7 @@ def retention_rule(program: Program, form: str, retention: float, run, fractions
     final = results.get(lo)
     if final is None:  # κ = what the κ-free optimum already holds: solve that program itself
         final = run(lo)
-    return scip.ensure_solution(final, program, form, fractions, opts, solver), free
+    return scip.ensure_solution(final, program, form, reserve, opts, solver), free
 
 
 def pyscipopt_version() -> str:

@@ -9,6 +9,7 @@ light reserve, and the demand req_m. Both solvers (`milp`, `milp_relaxed`) read 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -73,26 +74,78 @@ class Program:
 
 
 # ----------------------------------------------------------------------------------------------
-def reserve_fractions(reserve) -> np.ndarray:
-    """[K] fractions from a number (every resource) or a list of K numbers, each in [0, 1)."""
+NODE_KINDS = ("server", "device")  # keys of a per-kind reserve; scenario.node_is_server tells the kind
+
+
+def _fractions(value) -> np.ndarray | None:
+    """[K] fractions from a number or a list of K numbers, each in [0, 1); None if it is neither."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return None
     try:
-        values = np.broadcast_to(np.asarray(reserve, dtype=float), (len(RESOURCES),)).copy()
+        values = np.broadcast_to(np.asarray(value, dtype=float), (len(RESOURCES),)).copy()
     except (TypeError, ValueError):
-        values = None
-    if values is None or not np.all(np.isfinite(values)) or np.any(values < 0) or np.any(values >= 1):
-        raise ConfigError(
-            "placement.reserve", reserve,
-            f"a fraction in [0, 1) of every resource, or a list of {len(RESOURCES)} ({', '.join(RESOURCES)})",
-        )
+        return None
+    if not np.all(np.isfinite(values)) or np.any(values < 0) or np.any(values >= 1):
+        return None
     return values
 
 
-def mean_uplink_rate(scenario, bandwidth: float, snr0: float) -> np.ndarray:
-    """[U] MB/ms: B log2(1 + snr0 Ω_u), the rate at the mean power gain Ω_u (mean-value
-    approximation of the nakagami/rayleigh channels; inf bandwidth = no uplink delay)."""
-    if np.isinf(bandwidth):
-        return np.full(scenario.num_users, np.inf)
-    return bandwidth * np.log2(1.0 + snr0 * scenario.nakagami_omega)
+def reserve_by_kind(reserve) -> dict[str, np.ndarray]:
+    """{kind: [K] fractions} for kind in `NODE_KINDS`, from the option ``placement.reserve``: a
+    number (every resource of every node), a list [cpu, ram, gpu, vram] (every node), or a mapping
+    {server: ..., device: ...} whose values are either. Anything else is a ConfigError."""
+    accepted = (f"a fraction in [0, 1) of every resource, a list of {len(RESOURCES)} ({', '.join(RESOURCES)}), "
+                f"or a mapping {{server: ..., device: ...}} of either per node kind")
+    if isinstance(reserve, Mapping):
+        keys = {str(k) for k in reserve}
+        missing = [k for k in NODE_KINDS if k not in keys]
+        unknown = sorted(keys - set(NODE_KINDS))
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unknown key {', '.join(unknown)}"] if unknown else [])
+        if problems:
+            raise ConfigError("placement.reserve", dict(reserve), f"{accepted} ({'; '.join(problems)})")
+        kinds = {k: _fractions(reserve[k]) for k in NODE_KINDS}
+    else:
+        kinds = dict.fromkeys(NODE_KINDS, _fractions(reserve))
+    if any(f is None for f in kinds.values()):
+        raise ConfigError("placement.reserve", dict(reserve) if isinstance(reserve, Mapping) else reserve, accepted)
+    return kinds
+
+
+def reserve_fractions(reserve, node_is_server) -> np.ndarray:
+    """[V,K] ρ_{v,k}: the reserve fractions of every node (``node_is_server`` [V] bool picks the
+    kind's fractions of `reserve_by_kind`)."""
+    kinds = reserve_by_kind(reserve)
+    return np.where(np.asarray(node_is_server, bool)[:, None], kinds["server"][None, :], kinds["device"][None, :])
+
+
+def reserve_info(reserve) -> dict[str, list[float]]:
+    """The reserve for `PlacementResult.info`: ``reserve`` [K] for a number or a list (every node),
+    ``reserve_server`` and ``reserve_device`` [K] for a per-kind mapping."""
+    kinds = reserve_by_kind(reserve)
+    if isinstance(reserve, Mapping):
+        return {f"reserve_{k}": [float(f) for f in kinds[k]] for k in NODE_KINDS}
+    return {"reserve": [float(f) for f in kinds["server"]]}
+
+
+def uplink_times(uplink_rate, input_size: float, users: np.ndarray) -> np.ndarray:
+    """[U'] ms: the mean-value uplink time A_n / rate_u of ``users``; 0 where the rate is inf, and
+    everywhere when ``uplink_rate`` is None (no channel given)."""
+    if uplink_rate is None:
+        return np.zeros(len(users))
+    rate = np.asarray(uplink_rate, float)[users]
+    with np.errstate(divide="ignore"):
+        return np.where(np.isinf(rate), 0.0, input_size / rate)
+
+
+def check_uplink_rate(scenario, uplink_rate) -> None:
+    """Raise a ConfigError unless ``uplink_rate`` is None or [U] rates > 0 (MB/ms; inf allowed)."""
+    if uplink_rate is None:
+        return
+    rate = np.asarray(uplink_rate, float)
+    if rate.shape != (scenario.num_users,) or not np.all(rate > 0):
+        raise ConfigError("uplink_rate", np.array2string(rate, threshold=6),
+                          f"None or [U] = [{scenario.num_users}] rates > 0 in MB/ms (inf: no uplink time)")
 
 
 def _topological(scenario, n: int) -> list[int]:
@@ -149,11 +202,12 @@ def _min_plus(ready: np.ndarray, delay: np.ndarray, chunk_bytes: float = 64e6) -
     return out
 
 
-def embed(scenario, *, slot_ms: float, free: np.ndarray, rho: float, q_min: float, bandwidth: float, snr0: float):
+def embed(scenario, *, slot_ms: float, free: np.ndarray, rho: float, q_min: float, uplink_rate=None):
     """Mean-value DAG embedding (MODEL.md §5). Returns (load z̃[V,M], qos Q[V,M]).
 
     For each (user, type) with λ > 0 and each stage in topological order: d_pr[v] is the time the
-    stage's input is at node v (root: mean uplink + forwarding of A_n from the gateway; child: max
+    stage's input is at node v (root: uplink time A_n / uplink_rate[u] (`uplink_times`; none for an
+    inf rate or ``uplink_rate`` None) + forwarding of A_n from the gateway; child: max
     over parents of min over parent nodes of parent finish + transfer of its output), inf where v
     cannot host one instance (core: within ``free``; light: within R_v); finish = d_pr + a_m / E f_m.
     """
@@ -164,7 +218,6 @@ def embed(scenario, *, slot_ms: float, free: np.ndarray, rho: float, q_min: floa
     fits_core = np.all(sc.resource[None, :, :] <= free[:, None, :] + 1e-12, axis=2)  # [V,M]
     fits_light = np.all(sc.resource[None, :, :] <= sc.capacity[:, None, :] + 1e-12, axis=2)
     host = np.where(sc.service_is_core[None, :], fits_core, fits_light)
-    uplink = mean_uplink_rate(sc, bandwidth, snr0)
     delays = _Delays(sc)
     load = np.zeros((V, M))
     score = np.zeros((V, M))  # Σ over (u,n) of the clipped slack ratio
@@ -178,8 +231,7 @@ def embed(scenario, *, slot_ms: float, free: np.ndarray, rho: float, q_min: floa
         for s in reversed(order):
             c = int(sc.stage_child[n, s])
             succ[s] = 0.0 if c < 0 else succ[c] + d_cu[sc.stage_service[n, c]]
-        with np.errstate(divide="ignore"):
-            up = np.where(np.isinf(uplink[users]), 0.0, sc.input_size[n] / uplink[users])  # [U']
+        up = uplink_times(uplink_rate, sc.input_size[n], users)  # [U']
         gateway_delay = delays.input(n)[sc.user_gateway[users]]  # [U',V]
         finish = {}
         for s in order:
@@ -207,15 +259,17 @@ def embed(scenario, *, slot_ms: float, free: np.ndarray, rho: float, q_min: floa
     return load, load * score
 
 
-def build_program(scenario, *, slot_ms: float, xi: float, rho: float, q_min: float, reserve, bandwidth: float,
-                  snr0: float) -> Program:
-    """The integer program of MODEL.md §5 for ``scenario`` (at load 1x)."""
+def build_program(scenario, *, slot_ms: float, xi: float, rho: float, q_min: float, reserve, uplink_rate=None,
+                  plan_load: float = 1.0, target_utilisation: float = 1.0) -> Program:
+    """The integer program of MODEL.md §5 for ``scenario``: the scores at load 1x, the demand req_m
+    for ``plan_load`` at utilisation ``target_utilisation`` (`core_demand`), the free capacity
+    (1 − ρ_{v,k}) R_{v,k} (`reserve_fractions`); ``uplink_rate`` [U] MB/ms or None (no uplink time)."""
     sc = scenario
-    fractions = reserve_fractions(reserve)
-    reserve_vk = sc.capacity * fractions[None, :]
+    check_uplink_rate(sc, uplink_rate)
+    reserve_vk = sc.capacity * reserve_fractions(reserve, sc.node_is_server)
     free = sc.capacity - reserve_vk
-    load, qos = embed(sc, slot_ms=slot_ms, free=free, rho=rho, q_min=q_min, bandwidth=bandwidth, snr0=snr0)
-    req = core_demand(sc)
+    load, qos = embed(sc, slot_ms=slot_ms, free=free, rho=rho, q_min=q_min, uplink_rate=uplink_rate)
+    req = core_demand(sc, plan_load=plan_load, target_utilisation=target_utilisation)
     services = np.flatnonzero(req > 0)
     r = sc.resource[services]  # [J,K]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -249,4 +303,7 @@ def to_placement(program: Program, x: np.ndarray, num_services: int) -> np.ndarr
     return out
 
 
-__all__ = ["Program", "build_program", "core_demand", "embed", "mean_uplink_rate", "reserve_fractions", "to_placement"]
+__all__ = [
+    "NODE_KINDS", "Program", "build_program", "check_uplink_rate", "core_demand", "embed", "reserve_by_kind",
+    "reserve_fractions", "reserve_info", "to_placement", "uplink_times",
+]

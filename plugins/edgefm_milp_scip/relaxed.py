@@ -31,8 +31,8 @@ from scipy.sparse import coo_matrix
 from edgefm.errors import ConfigError, SolverError
 from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
 from edgefm_milp_scip import scip
-from edgefm_milp_scip.milp import DEFAULT_RESERVE, program_of, validate_common
-from edgefm_milp_scip.program import Program, core_demand, reserve_fractions, to_placement
+from edgefm_milp_scip.milp import DEFAULT_RESERVE, plan_info, program_of, validate_common
+from edgefm_milp_scip.program import Program, reserve_info, to_placement
 
 
 @dataclass
@@ -40,9 +40,9 @@ class RelaxedConfig:
     xi: float = 3.0  # weight of the QoS score Q against the cost
     rho: float = 0.01  # 1/ms: decay of the load estimate z̃ (Eq. 15)
     q_min: float = -1.0  # floor of each (user, type) term of Q
-    reserve: Any = DEFAULT_RESERVE  # fraction of every node's capacity kept for light instances; or [cpu, ram, gpu, vram]
-    uplink_bandwidth: float = 0.125  # MB/ms: B of the mean uplink rate B log2(1 + snr0 Ω_u) (.inf: no uplink)
-    uplink_snr0: float = 1.0  # snr0 of the mean uplink rate
+    reserve: Any = DEFAULT_RESERVE  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
+    plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
+    target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
     sparsity: str = "global"  # global | per_service (as for milp)
     kappa_mode: str = "retention"  # retention (on the repaired relaxed objective) | fixed | off
     kappa: int = 0  # κ when kappa_mode = fixed
@@ -482,14 +482,16 @@ class RelaxedPlacement(AbstractPlacementSolver):
             if not (np.isfinite(value) and value > 0):
                 raise ConfigError(f"placement.{name}", value, "a finite number > 0")
 
-    def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
+    def solve(self, scenario, *, slot_ms: float, uplink_rate=None) -> PlacementResult:
+        """As `MilpPlacement.solve`: ``uplink_rate`` [U] MB/ms, the channel's mean-value rate (inf:
+        no uplink time); None: the embedding counts no uplink time."""
         self.validate()
         t0 = time.perf_counter()
-        program = program_of(self.config, scenario, slot_ms)
+        program = program_of(self.config, scenario, slot_ms, uplink_rate)
         program_seconds = time.perf_counter() - t0
         x, info = self.solve_program(program)
         info["program_time_s"] = program_seconds
-        info["demand"] = [int(d) for d in core_demand(scenario)]
+        info.update(plan_info(self.config, program, scenario.num_services))
         return PlacementResult(x_core=to_placement(program, x, scenario.num_services), info=info)
 
     def attempt(self, program: Program, kappa: int, *, full: bool, deadline: float) -> np.ndarray | None:
@@ -515,8 +517,7 @@ class RelaxedPlacement(AbstractPlacementSolver):
     def solve_program(self, program: Program) -> tuple[np.ndarray, dict]:
         c, form = self.config, self.config.sparsity
         per_service = form == "per_service"
-        fractions = reserve_fractions(c.reserve)
-        reason = scip.demand_diagnosis(program, fractions, self.name)
+        reason = scip.demand_diagnosis(program, c.reserve, self.name)
         if reason:
             raise SolverError(reason)
         t0 = time.perf_counter()
@@ -577,7 +578,7 @@ class RelaxedPlacement(AbstractPlacementSolver):
             "kappa_mode": c.kappa_mode,
             "sparsity": form,
             **info,
-            "reserve": [float(f) for f in fractions],
+            **reserve_info(c.reserve),
             "occupied": scip.occupied(x, form),
             "instances": int(x.sum()),
         }

@@ -14,7 +14,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import pyscipopt
 
 from edgefm.errors import ConfigError, SolverError
 from edgefm.scenario.model import RESOURCES
-from edgefm_milp_scip.program import Program
+from edgefm_milp_scip.program import Program, reserve_by_kind
 
 FORMS = ("global", "per_service")
 HEURISTICS = ("default", "aggressive", "fast", "off")  # SCIP's emphasis settings for primal heuristics
@@ -203,14 +203,20 @@ def kappa_max(program: Program, form: str) -> int:
 # Why a program is infeasible, in one line
 
 
-def _reserve_text(fractions: np.ndarray) -> str:
+def _reserve_text(reserve) -> str:
+    """The option ``placement.reserve`` in words (a number, a [K] list or a per-kind mapping)."""
+    if isinstance(reserve, Mapping):
+        kinds = {k: [float(f) for f in v] for k, v in reserve_by_kind(reserve).items()}
+        return f"the light reserve (placement.reserve = {kinds})"
+    fractions = np.broadcast_to(np.asarray(reserve, float), (len(RESOURCES),))
     if np.all(fractions == fractions[0]):
         return f"the {fractions[0]:.0%} light reserve (placement.reserve = {fractions[0]:g})"
     return f"the light reserve (placement.reserve = {[float(f) for f in fractions]})"
 
 
-def demand_diagnosis(program: Program, fractions: np.ndarray, solver: str) -> str | None:
-    """A one-line reason if some service's demand, or all together, cannot fit; else None."""
+def demand_diagnosis(program: Program, reserve, solver: str) -> str | None:
+    """A one-line reason if some service's demand, or all together, cannot fit; else None.
+    ``reserve`` is the option placement.reserve, for the message."""
     for j in range(program.num_services):
         need = int(program.demand[j])
         r = program.resource[j]
@@ -223,9 +229,9 @@ def demand_diagnosis(program: Program, fractions: np.ndarray, solver: str) -> st
         k = int(np.argmin(by_k))
         return (
             f"{solver}: infeasible: core service {program.service_names[j]!r} needs req_m = {need} instances "
-            f"of {RESOURCES[k]} {r[k]:.4g} each, but after {_reserve_text(fractions)} the nodes hold at most "
+            f"of {RESOURCES[k]} {r[k]:.4g} each, but after {_reserve_text(reserve)} the nodes hold at most "
             f"{fit} (by {RESOURCES[k]} alone {int(min(by_k[k], 1e12))}: {program.free[:, k].max():.4g} free on the "
-            f"largest node); lower placement.reserve or the load"
+            f"largest node); lower placement.reserve or placement.plan_load (or the load)"
         )
     total_need = program.demand @ program.resource  # [K]
     total_free = program.free.sum(0)
@@ -234,8 +240,8 @@ def demand_diagnosis(program: Program, fractions: np.ndarray, solver: str) -> st
         k = int(np.argmax(over / np.maximum(total_free, 1e-12)))
         return (
             f"{solver}: infeasible: the core demand req_m of all services together needs {total_need[k]:.4g} "
-            f"{RESOURCES[k]} but only {total_free[k]:.4g} is left on the network after {_reserve_text(fractions)}; "
-            f"lower placement.reserve or the load"
+            f"{RESOURCES[k]} but only {total_free[k]:.4g} is left on the network after {_reserve_text(reserve)}; "
+            f"lower placement.reserve or placement.plan_load (or the load)"
         )
     return None
 
@@ -271,27 +277,27 @@ def write_model(model: pyscipopt.Model, folder: Path, stem: str) -> list[str]:
     return paths
 
 
-def ensure_solution(result: Solve, program: Program, form: str, fractions: np.ndarray, options: SolverOptions,
+def ensure_solution(result: Solve, program: Program, form: str, reserve, options: SolverOptions,
                     solver: str) -> Solve:
     """Raise a one-line SolverError if ``result`` has no solution, naming why."""
     if result.has_solution:
         return result
     if result.status in ("infeasible", "inforunbd"):
-        reason = demand_diagnosis(program, fractions, solver)
+        reason = demand_diagnosis(program, reserve, solver)
         if reason is None and result.kappa is not None:
             reason = kappa_diagnosis(program, int(result.kappa), form, solver)
             if reason is None:
                 what = "distinct (node, core service) pairs" if form == "global" else "nodes for every core service"
                 reason = (
                     f"{solver}: infeasible: kappa = {result.kappa} {what} cannot be held together with the demand "
-                    f"req_m within the capacity left after {_reserve_text(fractions)}; lower placement.kappa or "
+                    f"req_m within the capacity left after {_reserve_text(reserve)}; lower placement.kappa or "
                     f"placement.reserve"
                 )
         if reason is None:
             reason = (
                 f"{solver}: infeasible: the demand req_m of the core services does not fit the capacity left after "
-                f"{_reserve_text(fractions)} once instances are whole (each service alone fits); lower "
-                f"placement.reserve or the load"
+                f"{_reserve_text(reserve)} once instances are whole (each service alone fits); lower "
+                f"placement.reserve or placement.plan_load (or the load)"
             )
         raise SolverError(reason)
     if result.status == "timelimit" or result.status.endswith("limit"):
