@@ -1,7 +1,7 @@
 """The option `instance_ready` of the reference Algorithm 1 (docs/SEMANTICS.md §9): MODEL's
 "instance-ready − t" term as each light instance's predicted drain time, by hand and against brute
 force (`instance_ready: drain`); with `instance_ready: none` (the default) nothing changes. The
-value `max_input` is tested in test_reference_max_input.py."""
+value `max_input` is tested in test_reference_algorithm1_options.py."""
 
 from __future__ import annotations
 
