@@ -25,7 +25,6 @@ import resource
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 SIM = dict(slot_ms=1.0, arrival_ms=200.0, drain_ms=100.0, core_dispatch="earliest_start", y_max=20,
            max_light_instances=8, buffer_factor=2.0, max_core_ready=0, max_light_waiting=0,
@@ -56,7 +55,9 @@ def setup(realisations: int, load: float, controller: str = "lbrr"):
     from edgefm_channels import NakagamiChannel
     from edgefm_workloads import PoissonConfig, PoissonWorkload
 
-    sim = SimpleNamespace(realisations=realisations, **SIM)
+    from edgefm.runner import SimSettings
+
+    sim = SimSettings(realisations=realisations, **SIM)
     scenarios = build_scenarios(load_spec("conf/scenario/paper.yaml"), seed=0)
     x_core = [LeastLoadedPlacement().solve(sc, slot_ms=sim.slot_ms).x_core for sc in scenarios]
     channel, workload = NakagamiChannel(), PoissonWorkload(PoissonConfig(load=load))
@@ -112,7 +113,8 @@ def reference_run(count: int, load: float, controller: str) -> dict:
         t0 = time.perf_counter()
         simulate_reference(
             scenarios[0], x_core[0], counts, uplink, rates, slot_ms=sim.slot_ms, arrival_slots=sizes.T_arr,
-            total_slots=sizes.T, core_dispatch=sim.core_dispatch, y_max=sim.y_max,
+            total_slots=sizes.T, core_dispatch=sim.core_dispatch, root_ready=sim.root_ready,
+            light_order=sim.light_order, y_max=sim.y_max,
             max_light_instances=sim.max_light_instances, buffer_capacity=sizes.B, controller=controller,
         )
         seconds += time.perf_counter() - t0

@@ -21,7 +21,7 @@ from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
 from edgefm.sim.rollout import simulate
 from edgefm.sim.step import failing
-from edgefm.sim.types import CORE_DISPATCH_RULES, SimSizes
+from edgefm.sim.types import CORE_DISPATCH_RULES, LIGHT_ORDERS, ROOT_READY_RULES, SimSizes
 
 
 @dataclasses.dataclass
@@ -34,6 +34,8 @@ class SimSettings:
     arrival_ms: float = 200.0
     drain_ms: float = 100.0
     core_dispatch: str = "earliest_start"
+    root_ready: str = "uplink_end"
+    light_order: str = "input_arrival"
     y_max: int = 20
     max_light_instances: int = 8
     buffer_factor: float = 2.0
@@ -65,8 +67,10 @@ def validate_sim(sim) -> None:
         slots = value / sim.slot_ms
         if abs(slots - round(slots)) > 1e-9:
             raise ConfigError(f"sim.{name}", value, f"a whole multiple of sim.slot_ms = {sim.slot_ms}")
-    if sim.core_dispatch not in CORE_DISPATCH_RULES:
-        raise ConfigError("sim.core_dispatch", sim.core_dispatch, "one of: " + ", ".join(CORE_DISPATCH_RULES))
+    for name, accepted in (("core_dispatch", CORE_DISPATCH_RULES), ("root_ready", ROOT_READY_RULES),
+                           ("light_order", LIGHT_ORDERS)):
+        if getattr(sim, name) not in accepted:
+            raise ConfigError(f"sim.{name}", getattr(sim, name), "one of: " + ", ".join(accepted))
     for name in ("max_core_ready", "max_light_waiting"):
         value = getattr(sim, name)
         if not (int(value) == value and value >= 0):

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import edgefm  # noqa: F401  (turns on x64)
-from edgefm.runner import failure_schedules
+from edgefm.runner import SimSettings, failure_schedules
 from edgefm.scenario import build_scenarios, load_spec
 from edgefm.sim import TRACE_COUNTER, exogenous_samples, failure_samples, simulate
 from edgefm.sim import rollout as _rollout
@@ -47,14 +47,14 @@ REALISATIONS = 20
 HORIZON = {"small": (200.0, 100.0), "paper": (40.0, 100.0)}
 
 
-def sim_settings(*, rule: str, arrival_ms: float, drain_ms: float, **changes) -> SimpleNamespace:
+def sim_settings(*, rule: str, arrival_ms: float, drain_ms: float, **changes) -> SimSettings:
     sim = dict(
         slot_ms=1.0, arrival_ms=arrival_ms, drain_ms=drain_ms, core_dispatch=rule, y_max=20,
         max_light_instances=8, buffer_factor=2.0, max_core_ready=0, max_light_waiting=0,
         quantiles=(0.5, 0.9, 0.95, 0.99),
     )
     sim.update(changes)
-    return SimpleNamespace(**sim)
+    return SimSettings(**sim)
 
 
 @dataclasses.dataclass
@@ -128,6 +128,17 @@ def run_case(scenarios, x_core, sim, *, load, seed, realisations, channel, workl
     )
     RUN_LOG.append(case)
     return case
+
+
+def resolved_option(group: str, name: str):
+    """``conf/<group>/<name>.yaml`` without its defaults list, its interpolations of the closures
+    (``${closures.x}``) resolved under the default preset ``conf/closures/paper.yaml``."""
+    from omegaconf import OmegaConf
+
+    values = OmegaConf.load(CONF / group / f"{name}.yaml")
+    values.pop("defaults", None)
+    root = OmegaConf.create({"closures": OmegaConf.load(CONF / "closures" / "paper.yaml").closures, "node": values})
+    return OmegaConf.create(OmegaConf.to_container(root, resolve=True)["node"])
 
 
 _SCENARIOS: dict = {}

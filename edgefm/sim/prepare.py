@@ -151,6 +151,8 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
         T_arr=T_arr,
         core_dispatch=str(sim.core_dispatch),
         quantiles=tuple(float(q) for q in sim.quantiles),
+        root_ready=str(sim.root_ready),
+        light_order=str(sim.light_order),
     )
 
 

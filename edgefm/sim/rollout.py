@@ -14,24 +14,26 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from edgefm.sim.keys import STREAM_ARRIVALS, STREAM_CONTROLLER, STREAM_FAILURES, draw_slot, init_key
+from edgefm.sim.keys import STREAM_ARRIVALS, STREAM_CONTROLLER, STREAM_FAILURES, draw_slot, init_key, uplink_rates
 from edgefm.sim.reduce import summarise
-from edgefm.sim.step import draw_failures, failing, init_state, make_step, observe_completions
+from edgefm.sim.step import draw_failures, failing, init_state, make_step, observe_completions, upload_schedule
 from edgefm.sim.types import ScenarioArrays, SimParams, SimSizes
 
 _COMPILED: dict = {}
 TRACE_COUNTER = {"step": 0}
 
 
-def _initial_state(key, arrays: ScenarioArrays, sizes: SimSizes, workload, controller, failure):
+def _initial_state(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
+                   failure):
     wstate = workload.init(init_key(key, STREAM_ARRIVALS), arrays.arrival_rate)
     fstate = failure.init(init_key(key, STREAM_FAILURES), arrays.random_nodes) if failing(failure) else ()
-    return init_state(sizes, wstate, controller.init((sizes, arrays)), fstate)
+    upload = upload_schedule(uplink_rates(key, arrays, params, sizes, channel)) if channel.fading() == "per_slot" else ()
+    return init_state(sizes, wstate, controller.init((sizes, arrays)), fstate, upload)
 
 
 def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
                  failure=None, compact=False):
-    st = _initial_state(key, arrays, sizes, workload, controller, failure)
+    st = _initial_state(key, arrays, params, sizes, channel, workload, controller, failure)
     step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure, compact)
     (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), jnp.arange(sizes.T))
     return _final_results(st, series, arrays, params, sizes, failure)
@@ -148,8 +150,8 @@ def _chunk_programs(sizes: SimSizes, chunk: int, channel, workload, controller, 
         group, shards = layout
         step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure, group == 1)
 
-        def start_one(key, arrays):
-            return _initial_state(key, arrays, sizes, workload, controller, failure)
+        def start_one(key, arrays, params):
+            return _initial_state(key, arrays, params, sizes, channel, workload, controller, failure)
 
         def advance_one(st, key, arrays, params, t0):
             (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), t0 + jnp.arange(chunk))
@@ -159,7 +161,7 @@ def _chunk_programs(sizes: SimSizes, chunk: int, channel, workload, controller, 
             return _final_results(st, series, arrays, params, sizes, failure)
 
         programs = (
-            _batched(start_one, group, (0,), shards, 1),
+            _batched(start_one, group, (0, None), shards, 1),
             _batched(advance_one, group, (0, None, None), shards, 2),
             _batched(finish_one, group, (0, None), shards, 2),
         )
@@ -196,7 +198,7 @@ def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, c
             progress(sizes.T, sizes.T)
         return out
     start, advance, finish = _chunk_programs(sizes, chunk, channel, workload, controller, failure, layout)
-    st = start(keys, arrays)
+    st = start(keys, arrays, params)
     pieces = []
     for t0 in range(0, sizes.T, chunk):
         st, series = advance(st, keys, arrays, params, jnp.asarray(t0))

@@ -66,7 +66,7 @@ class SimState(eqx.Module):
     ci_free: jax.Array  # [Ic] ms: finish of the last job queued on each core instance
     # light instances, flattened I = V*Ml*X, FIFO positions Q
     job_ref: jax.Array  # [I,Q] int: flat stage reference b*S+s, -1 empty (jobs contiguous from 0)
-    job_ready: jax.Array  # [I,Q] ms: data-ready time of the job on the instance's node
+    job_ready: jax.Array  # [I,Q] ms: t0 = max(dispatch time, data-ready time on the instance's node)
     job_rem: jax.Array  # [I,Q] MB: remaining work
     prev_alive: jax.Array  # [V,Ml,X] bool: instances that existed in the previous slot
     # per-task outcomes by task id [J]
@@ -87,9 +87,47 @@ class SimState(eqx.Module):
     workload_state: Any
     controller_state: Any
     failure_state: Any = ()
+    upload: Any = ()  # `UploadSchedule` under the channel's `per_slot` fading, else ()
 
 
-def init_state(sizes: SimSizes, workload_state, controller_state, failure_state=()) -> SimState:
+class UploadSchedule(eqx.Module):
+    """The uplink rates of a realisation's whole horizon, for uploads that proceed at each slot's rate
+    (the channel's `per_slot` fading, docs/SEMANTICS.md §2.2)."""
+
+    rate: jax.Array  # [T,U] MB/ms: the uplink rate of each slot (inf: no uplink time)
+    cum: jax.Array  # [T+1,U] MB/ms: the sum of the finite rates of the slots before k (x Δt: MB uploaded)
+    next_inf: jax.Array  # [T+1,U] int: the first slot >= k with an infinite rate (T: none)
+
+
+def upload_schedule(rates) -> UploadSchedule:
+    """`UploadSchedule` of the rates ``[T,U]`` MB/ms of every slot."""
+    T, U = rates.shape
+    finite = jnp.isfinite(rates)
+    cum = jnp.concatenate([jnp.zeros((1, U)), jnp.cumsum(jnp.where(finite, rates, 0.0), axis=0)])
+    slots = jnp.where(finite, T, jnp.arange(T)[:, None])
+    next_inf = lax.cummin(jnp.concatenate([slots, jnp.full((1, U), T)]), axis=0, reverse=True)
+    return UploadSchedule(rate=rates, cum=cum, next_inf=next_inf)
+
+
+def uplink_end_per_slot(sched: UploadSchedule, t, user, size, slot_ms):
+    """[A] ms: when uploads of ``size`` [A] MB from users ``user`` [A] that start at boundary t end,
+    each slot t' >= t moving rate[t', u]·Δt MB (SEMANTICS §2.2, `per_slot`); inf if not by TΔt."""
+    T = sched.rate.shape[0]
+    cum = sched.cum[:, user].T * slot_ms  # [A,T+1]
+    target = cum[:, t] + size
+    k = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="left"))(cum, target)  # first k: cum[k] >= target
+    s_fin = jnp.maximum(k - 1, t)  # the slot in which the upload ends (T: not in the horizon)
+    s_inf = sched.next_inf[t, user]
+    sc = jnp.clip(s_fin, 0, T - 1)
+    a = jnp.arange(user.shape[0])
+    rate = sched.rate[sc, user]
+    end = s_fin * slot_ms + (target - cum[a, sc]) / rate
+    end = jnp.where(s_fin < T, end, INF)
+    end = jnp.where(s_inf <= s_fin, s_inf * slot_ms, end)
+    return jnp.where(size > 0, end, t * slot_ms)
+
+
+def init_state(sizes: SimSizes, workload_state, controller_state, failure_state=(), upload=()) -> SimState:
     B, S, J, I, Q = sizes.B, sizes.S, sizes.J, sizes.V * sizes.Ml * sizes.X, sizes.Q
     return SimState(
         alive=jnp.zeros(B, bool),
@@ -132,6 +170,7 @@ def init_state(sizes: SimSizes, workload_state, controller_state, failure_state=
         workload_state=workload_state,
         controller_state=controller_state,
         failure_state=failure_state,
+        upload=upload,
     )
 
 
@@ -292,8 +331,11 @@ def fail_nodes(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, up, now):
     return st, n_lost
 
 
-def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: SimSizes, now) -> SimState:
-    """Number the slot's arrivals (user, then type), put them in free buffer slots, count drops."""
+def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: SimSizes, t, slot_ms) -> SimState:
+    """Number the slot's arrivals (user, then type), put them in free buffer slots, count drops. Their
+    upload ends as the channel's fading says (SEMANTICS §2.2: with an `UploadSchedule` in the state,
+    `per_slot`); their roots become ready as `sim.root_ready` says (§2.3)."""
+    now = t * slot_ms
     U, N, A, B, J, S = sizes.U, sizes.N, sizes.A, sizes.B, sizes.J, sizes.S
     flat = counts.reshape(U * N)
     total = flat.sum()
@@ -307,9 +349,15 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
     free_slots = jnp.nonzero(~st.alive, size=A, fill_value=B)[0]
     admitted = valid & (free_slots < B)
     dropped = valid & ~admitted
-    up_end = now + arrays.input_size[n] / uplink[u]
+    if isinstance(st.upload, UploadSchedule):
+        up_end = uplink_end_per_slot(st.upload, t, u, arrays.input_size[n], slot_ms)
+    else:
+        up_end = now + arrays.input_size[n] / uplink[u]
     stage_ok = arrays.stage_service[n] >= 0  # [A,S]
     is_root = stage_ok & (arrays.num_parents[n] == 0)
+    # a root's inputs are "at" its upload end (uplink_end) or its arrival (arrival): readiness needs
+    # inputs_at <= now (enqueue_ready); non-roots max-accumulate their parents' finishes
+    root_at = up_end[:, None] if sizes.root_ready == "uplink_end" else now
 
     bidx = jnp.where(admitted, free_slots, B)
     jidx = jnp.where(valid, ids, J)
@@ -333,7 +381,7 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
             st.node.at[bidx].set(jnp.full((A, S), -1, INT), mode="drop"),
             st.finish.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
             st.parents_known.at[bidx].set(jnp.zeros((A, S), INT), mode="drop"),
-            st.inputs_at.at[bidx].set(jnp.where(is_root, now, -INF), mode="drop"),  # max-accumulated
+            st.inputs_at.at[bidx].set(jnp.where(is_root, root_at, -INF), mode="drop"),
             st.disp.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
             st.rdy.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
             st.start.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
@@ -563,6 +611,7 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
         return jnp.where(busy, jnp.maximum(cursor, st.job_ready[:, q]) + st.job_rem[:, q] / mean_rate, cursor), None
 
     drain, _ = lax.scan(walk, jnp.full(sizes.V * sizes.Ml * sizes.X, now), jnp.arange(sizes.Q))
+    input_ready = jnp.maximum(now, jnp.max(jnp.where(st.job_ref >= 0, st.job_ready, -INF), axis=1))
     return Observation(
         t=t,
         now=now,
@@ -584,6 +633,7 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
         task_arrival=st.arrival,
         task_type_buf=st.ttype,
         drain=drain.reshape(sizes.V, sizes.Ml, sizes.X),
+        input_ready=input_ready.reshape(sizes.V, sizes.Ml, sizes.X),
         node_up=up,
     )
 
@@ -656,7 +706,7 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
         at = jnp.where(ok, ref, BS)
         return (
             _flat_set(job_ref, slot, ref),
-            _flat_set(job_ready, slot, ready),
+            _flat_set(job_ready, slot, jnp.maximum(obs.now, ready)),  # t0 (§2.7)
             _flat_set(job_rem, slot, arrays.work[arrays.light_service[light]]),
             _flat_set(node, at, v),
             _flat_set(disp, at, obs.now),
@@ -674,6 +724,8 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
                                  lambda n: instances_ok(first if n < L else jnp.arange(L)))
     carry = _in_chunks(compact, asked_all, APPLY_CHUNK, lambda c, sel: write(c, sel, consistent), carry, first)
     job_ref, job_ready, job_rem, node, disp, rdy, bound, ok_all, invalid = carry
+    if sizes.light_order == "input_arrival":
+        job_ref, job_ready, job_rem = order_by_input(job_ref, job_ready, job_rem)
     light_q, light_q_slot = compact_queue(st.light_q, st.light_q_slot, ok_all)
     st = eqx.tree_at(
         lambda q: (q.job_ref, q.job_ready, q.job_rem, q.node, q.light_q, q.light_q_slot, q.invalid,
@@ -682,6 +734,19 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
         (job_ref, job_ready, job_rem, node, light_q, light_q_slot, invalid, disp, rdy, bound),
     )
     return st, alive.reshape(V, Ml, X), y.reshape(V, Ml, X)
+
+
+def order_by_input(job_ref, job_ready, job_rem):
+    """Each FIFO ([I,Q]) in the order of `input_arrival` (SEMANTICS §2.7): by t0 (`job_ready`),
+    ties in the order the jobs have (a stable sort: the jobs just appended keep their dispatch order
+    behind the earlier jobs of the same t0); empty positions last."""
+    key = jnp.where(job_ref >= 0, job_ready, INF)
+    order = jnp.argsort(key, axis=1, stable=True)
+
+    def take(a):
+        return jnp.take_along_axis(a, order, axis=1)
+
+    return take(job_ref), take(job_ready), take(job_rem)
 
 
 EXECUTE_CHUNK = 128  # finished or newly started light jobs recorded together (sequential layout)
@@ -810,7 +875,7 @@ def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None
                 key, t, st.workload_state, arrays, params, sizes, channel, workload
             )
         with jax.named_scope("arrivals"):
-            st = admit_arrivals(st, counts, uplink, arrays, sizes, now)
+            st = admit_arrivals(st, counts, uplink, arrays, sizes, t, params.slot_ms)
         st = eqx.tree_at(lambda q: q.workload_state, st, wstate, is_leaf=lambda x: x is None)
         with jax.named_scope("enqueue"):
             st = enqueue_ready(st, arrays, sizes, t, now, compact)

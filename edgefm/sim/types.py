@@ -16,6 +16,8 @@ import jax.numpy as jnp
 Array = jax.Array
 
 CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
+ROOT_READY_RULES = ("uplink_end", "arrival")  # when a root stage becomes ready (docs/SEMANTICS.md §2.3)
+LIGHT_ORDERS = ("input_arrival", "dispatch")  # the service order of a light FIFO (docs/SEMANTICS.md §2.7)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class SimSizes:
     T_arr: int  # slots with arrivals
     core_dispatch: str  # "earliest_start" | "idle_only"
     quantiles: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+    root_ready: str = "uplink_end"  # "uplink_end" | "arrival" (ROOT_READY_RULES)
+    light_order: str = "input_arrival"  # "input_arrival" | "dispatch" (LIGHT_ORDERS)
 
 
 class ScenarioArrays(eqx.Module):
@@ -125,6 +129,9 @@ class Observation(eqx.Module):
     # when each light instance would have worked through its FIFO at its mean rate E f (ms; `now`
     # for an empty one): walking the jobs in order, cursor = max(cursor, data ready) + remaining / E f
     drain: Array | None = None  # [V,Ml,X]
+    # the latest data-ready time of the jobs in each light instance's FIFO (ms; `now` for an empty
+    # one; a job dispatched before its input arrived counts from its dispatch boundary)
+    input_ready: Array | None = None  # [V,Ml,X]
     # nodes up in this slot (docs/SEMANTICS.md §12): no light instance may exist on a down node
     node_up: Array | None = None  # [V] bool (None: every node)
 
