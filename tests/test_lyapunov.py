@@ -29,7 +29,7 @@ from conftest import HORIZON
 
 TOL = 1e-9
 # jitted once for the hand-built cases (eager execution would compile every operation)
-evaluate_service = jax.jit(lyap.evaluate_service)
+evaluate_service = jax.jit(lyap.evaluate_service, static_argnames=("raise_ready", "candidates"))
 dispatch = jax.jit(lyap.dispatch)
 stage_tables = jax.jit(lyap.stage_tables, static_argnums=(3, 4))
 
@@ -78,7 +78,7 @@ def observation(*, now, light, valid, buffer_slot, deadline, data_ready, occupan
 
 
 def controller_params(**changes):
-    p = dict(V=1.0, epsilon=0.2, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=1000, g_ec=1.0, instance_ready=0.0)
+    p = dict(V=1.0, epsilon=0.2, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=1000, g_ec=1.0)
     p.update(changes)
     return p
 
@@ -90,18 +90,20 @@ def controller_params(**changes):
 def test_config_is_validated_and_only_L_is_static():
     for field, value in [("V", -1.0), ("V", math.inf), ("epsilon", 0.0), ("epsilon", 1.0), ("window_ms", -1.0),
                          ("pi", math.nan), ("H_min", -0.5), ("max_steps", -1), ("max_steps", 2.5),
-                         ("max_stages_per_service", 0)]:
+                         ("max_stages_per_service", 0), ("instance_ready", 1.0), ("instance_ready", "drained"),
+                         ("candidates", "least"), ("candidates", 0)]:
         with pytest.raises(ConfigError, match=f"controller.{field}"):
             ProposedController(dataclasses.replace(LyapunovConfig(), **{field: value})).validate()
     ProposedController().validate()
     c = PropAvgController(LyapunovConfig(V=3.0, epsilon=0.1, max_steps=5))
-    assert c.params() == dict(V=3.0, epsilon=0.1, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=5,
-                              instance_ready=0.0, g_ec=0.0)
+    assert c.params() == dict(V=3.0, epsilon=0.1, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=5, g_ec=0.0)
     assert ProposedController().params()["g_ec"] == 1.0
     # the compiled program depends on the class and L only
     key = rollout._component_key
     assert key(ProposedController()) == key(ProposedController(LyapunovConfig(V=9.0, epsilon=0.5, pi=2.0)))
     assert key(ProposedController()) != key(ProposedController(LyapunovConfig(max_stages_per_service=8)))
+    for options in (dict(instance_ready="drain"), dict(instance_ready="max_input"), dict(candidates="least_occupied")):
+        assert key(ProposedController()) != key(ProposedController(LyapunovConfig(**options)))
     # proposed and propavg differ only in the traced g_ec: they share one compiled program
     assert key(ProposedController()) == key(PropAvgController())
     for v in INFO_VARIABLES:
@@ -550,7 +552,7 @@ def test_e2e_dataset_carries_the_diagnostics(e2e):
                                base.out["controller_objective"].reshape(-1))
 
 
-def test_experimental_instance_ready_waits_for_the_fifo_to_drain():
+def test_instance_ready_drain_waits_for_the_fifo_to_drain():
     # two nodes, one instance each; node 0's instance drains 5 ms after now, node 1's is empty
     d = ServiceData(
         delay=jnp.array([[0.0, 0.0], [0.0, 7.0]]), weight=jnp.array([1.0, 2.0]), defer=jnp.array([100.0, 100.0]),
@@ -568,3 +570,58 @@ def test_experimental_instance_ready_waits_for_the_fifo_to_drain():
     # node 0 against 7 + g(1) = 8 on node 1 -> node 0; both re-scored at occupancy 2
     phi0, placed0, _, _ = evaluate_service(d._replace(ready=None), in_x, occ0, 3, 1.0)
     assert placed0.tolist() == [0, 0] and float(phi0) == pytest.approx(1.0 * 2.0 + 2.0 * 2.0)
+
+
+def test_instance_ready_max_input_is_raised_by_each_placed_stage():
+    """`instance_ready: max_input` (SEMANTICS §9): R_i starts at the latest input of the instance's
+    jobs and each stage placed on it raises it; the re-score uses the final R_i. Two nodes, one
+    instance each, g = (0, 1, 2, 3); node 0's instance holds a job whose input is 3 ms away."""
+    d = ServiceData(
+        delay=jnp.array([[6.0, 0.0], [0.0, 0.0], [0.0, 0.5]]), weight=jnp.array([1.0, 1.0, 1.0]),
+        defer=jnp.array([100.0, 100.0, 100.0]), valid=jnp.array([True, True, True]), n=jnp.asarray(3),
+        g=jnp.array([0.0, 1.0, 2.0, 3.0]), cost_deploy=jnp.asarray(0.0), cost_run=jnp.asarray(0.0),
+        prev=jnp.zeros(2), ready=jnp.array([[3.0], [0.0]]),
+    )
+    in_x, occ0 = jnp.ones((2, 1), bool), jnp.array([[1], [0]])
+    phi, placed, _, occ = evaluate_service(d, in_x, occ0, 3, 1.0, raise_ready=True)
+    # s0: node 0 max(6, 3) + g(2) = 8, node 1 max(0, 0) + g(1) = 1 -> node 1 (R_1 stays 0)
+    # s1: node 0 max(0, 3) + g(2) = 5, node 1 max(0, 0) + g(2) = 2 -> node 1
+    # s2: node 0 max(0, 3) + g(2) = 5, node 1 max(0.5, 0) + g(3) = 3.5 -> node 1, R_1 = 0.5
+    # re-score at o = 3, R_1 = 0.5: each max(d, 0.5) + 3 = 3.5
+    assert placed.tolist() == [1, 1, 1] and occ.ravel().tolist() == [1, 3]
+    assert float(phi) == pytest.approx(3 * 3.5)
+    # raising matters: with R fixed at the boundary (as `drain`), s0 is re-scored max(0, 0) + 3
+    phi_fixed, placed_fixed, _, _ = evaluate_service(d, in_x, occ0, 3, 1.0)
+    assert placed_fixed.tolist() == [1, 1, 1] and float(phi_fixed) == pytest.approx(3.0 + 3.0 + 3.5)
+    # a stage placed on node 0 raises node 0's R for the next: node 1 full (y_max = 1 there)
+    d2 = d._replace(delay=jnp.array([[5.0, 9.0], [0.0, 9.0], [0.0, 9.0]]), ready=jnp.array([[0.0], [0.0]]))
+    _, placed2, _, _ = evaluate_service(d2, in_x, jnp.array([[0], [0]]), 3, 1.0, raise_ready=True)
+    # s0 -> node 0 (5 + 1 < 9 + 1), R_0 = 5; s1: node 0 max(0, 5) + g(2) = 7 < node 1 9 + 1 -> node 0
+    assert placed2.tolist()[:2] == [0, 0]
+
+
+def test_least_occupied_candidates_take_one_instance_per_node_and_break_ties_by_node():
+    """`candidates: least_occupied` (SEMANTICS §9): on each node only the least-occupied instance
+    (then the lowest k) may take the stage, and a tie of scores goes to the lowest node, where `all`
+    takes the lowest occupancy. One stage, g flat at 1 for y <= 3; node 0 has instances of
+    occupancy 2 and 1 (k = 0, 1), node 1 one of occupancy 0; R_i of node 0's k = 1 is 4 ms."""
+    d = ServiceData(
+        delay=jnp.array([[0.0, 0.0]]), weight=jnp.array([1.0]), defer=jnp.array([100.0]), valid=jnp.array([True]),
+        n=jnp.asarray(1), g=jnp.array([0.0, 1.0, 1.0, 1.0, 5.0]), cost_deploy=jnp.asarray(0.0),
+        cost_run=jnp.asarray(0.0), prev=jnp.zeros(2), ready=jnp.array([[0.0, 4.0], [0.0, 0.0]]),
+    )
+    in_x = jnp.array([[True, True], [True, False]])
+    occ0 = jnp.array([[2, 1], [0, 0]])
+    # all: scores node0 k0 = 0 + g(3) = 1, node0 k1 = 4 + g(2) = 5, node1 k0 = 0 + g(1) = 1: a tie of
+    # (0, 0) and (1, 0), the lowest occupancy -> node 1 (flat 2)
+    assert evaluate_service(d, in_x, occ0, 4, 1.0)[1].tolist() == [2]
+    # least_occupied: node 0 offers only k = 1 (occupancy 1): score 5; node 1 scores 1 -> node 1
+    assert evaluate_service(d, in_x, occ0, 4, 1.0, candidates="least_occupied")[1].tolist() == [2]
+    # with node 0's k = 1 ready (R = 0): node 0 offers k = 1 at g(2) = 1 and node 1 at g(1) = 1: a tie
+    # that least_occupied gives to the lowest node (flat 1), all to the lowest occupancy (node 1)
+    d0 = d._replace(ready=jnp.zeros((2, 2)))
+    assert evaluate_service(d0, in_x, occ0, 4, 1.0, candidates="least_occupied")[1].tolist() == [1]
+    assert evaluate_service(d0, in_x, occ0, 4, 1.0)[1].tolist() == [2]
+    # a full least-occupied instance removes its node (y_max = 2: node 0's k = 1 at 1 < 2 is allowed,
+    # y_max = 1: node 0 has no candidate)
+    assert evaluate_service(d0, in_x, occ0, 1, 1.0, candidates="least_occupied")[1].tolist() == [2]

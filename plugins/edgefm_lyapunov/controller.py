@@ -49,9 +49,14 @@ class LyapunovConfig:
     H_min: float = 1.0  # floor (and initial value) of the virtual queues
     max_steps: int = 1000  # cap on the greedy's steps (instances added) per boundary
     max_stages_per_service: int = 64  # L: waiting stages per light service considered (static)
-    # EXPERIMENTAL, not in SEMANTICS §9 (0 = §9): 1 makes MODEL's "instance-ready" term of d̂ the
-    # instance's predicted drain time (Observation.drain); the reference Algorithm 1 knows only 0
-    instance_ready: float = 0.0
+    # MODEL's "instance-ready" term of d̂ (SEMANTICS §9; static): none | drain | max_input
+    instance_ready: str = "none"
+    # the instances a stage may go to (SEMANTICS §9; static): all | least_occupied (one per node)
+    candidates: str = "all"
+
+
+INSTANCE_READY = ("none", "drain", "max_input")
+CANDIDATES = ("all", "least_occupied")
 
 
 def validate_config(c: LyapunovConfig, group: str = "controller") -> None:
@@ -68,8 +73,10 @@ def validate_config(c: LyapunovConfig, group: str = "controller") -> None:
     finite("window_ms", c.window_ms, 0.0, text="a finite number >= 0 (ms; 0 = the slot length)")
     finite("pi", c.pi, 0.0, text="a finite number >= 0")
     finite("H_min", c.H_min, 0.0, text="a finite number >= 0")
-    if c.instance_ready not in (0, 1) or isinstance(c.instance_ready, bool):
-        raise ConfigError(f"{group}.instance_ready", c.instance_ready, "0 (SEMANTICS §9) or 1 (predicted drain time)")
+    for name, accepted in (("instance_ready", INSTANCE_READY), ("candidates", CANDIDATES)):
+        value = getattr(c, name)
+        if not isinstance(value, str) or value not in accepted:
+            raise ConfigError(f"{group}.{name}", value, "one of: " + ", ".join(accepted))
     for name, lo in (("max_steps", 0), ("max_stages_per_service", 1)):
         v = getattr(c, name)
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
@@ -99,7 +106,7 @@ class ServiceData(NamedTuple):
     cost_deploy: jax.Array  # [] c_dp
     cost_run: jax.Array  # [] c_mt + c_pl
     prev: jax.Array  # [V] instances of (v, m) in the previous slot
-    ready: jax.Array | None = None  # [V,X] ms after now until each instance is ready (None: 0, §9)
+    ready: jax.Array | None = None  # [V,X] ms: R_i - now of each instance at the boundary (None: 0, §9)
 
 
 def delay_table(arrays, params, Q: int):
@@ -149,11 +156,15 @@ def stage_tables(obs, H, params, Ml: int, L: int) -> StageTables:
     )
 
 
-def evaluate_service(d: ServiceData, in_x, occ0, y_max, V_weight):
+def evaluate_service(d: ServiceData, in_x, occ0, y_max, V_weight, raise_ready: bool = False,
+                     candidates: str = "all"):
     """Φ_m(X_m) (SEMANTICS §9).
 
     in_x [V,X] bool: the instances of X_m; occ0 [V,X] int: their occupancy at the boundary (0 for
-    added ones). Returns (phi, placed [L] flat v·X+k or -1, rank [L], occ_final [V,X]).
+    added ones). ``raise_ready`` (static; `instance_ready: max_input`): a stage placed on an instance
+    raises its R_i to the stage's data-ready time. ``candidates`` (static): "all" instances with
+    room, or "least_occupied": per node the member with the lowest occupancy (then lowest k).
+    Returns (phi, placed [L] flat v·X+k or -1, rank [L], occ_final [V,X]).
     """
     Vn, X = in_x.shape
     L = d.weight.shape[0]
@@ -162,26 +173,42 @@ def evaluate_service(d: ServiceData, in_x, occ0, y_max, V_weight):
     member = in_x.reshape(VX)
     node = jnp.arange(VX) // X
     flat = jnp.arange(VX, dtype=INT)
+    big = jnp.iinfo(INT).max
     o_start = jnp.where(member, occ0.reshape(VX), 0).astype(INT)
-    wait = jnp.zeros(VX) if d.ready is None else d.ready.reshape(VX)
+    wait0 = jnp.zeros(VX) if d.ready is None else d.ready.reshape(VX)
+
+    def allowed(o):
+        """[VX] bool: the instances that may take the next stage."""
+        room = member & (o < y_max)
+        if candidates == "all":
+            return room
+        # per node, the member of lowest occupancy, ties the lowest k (one per node)
+        key = jnp.where(member, o * X + flat % X, big).reshape(Vn, X)
+        first = jnp.argmin(key, axis=1)
+        least = jnp.zeros((Vn, X), bool).at[jnp.arange(Vn), first].set(True).reshape(VX)
+        return room & least
 
     def body(carry):
-        s, o, placed, rank = carry
-        cand = member & (o < y_max)
-        score = jnp.maximum(d.delay[s][node], wait) + d.g[jnp.clip(o + 1, 0, Q)]
+        s, o, wait, placed, rank = carry
+        cand = allowed(o)
+        here = d.delay[s][node]
+        score = jnp.maximum(here, wait) + d.g[jnp.clip(o + 1, 0, Q)]
         score = jnp.where(cand, score, jnp.inf)
         best = jnp.min(score)
         tie = cand & (score <= best + TIE_TOL)
-        key = jnp.where(tie, o * VX + flat, jnp.iinfo(INT).max)
+        # ties: lowest occupancy, then lowest flat index (all); lowest node (least_occupied: one per node)
+        key = jnp.where(tie, (o * VX + flat) if candidates == "all" else flat, big)
         i = jnp.argmin(key)
         place = d.valid[s] & cand.any() & (best < d.defer[s])
         placed = placed.at[s].set(jnp.where(place, i, -1))
         rank = rank.at[s].set(jnp.where(place, o[i] - o_start[i], -1))
         o = o.at[i].add(place.astype(INT))
-        return s + 1, o, placed, rank
+        if raise_ready:
+            wait = wait.at[i].max(jnp.where(place, here[i], 0.0))
+        return s + 1, o, wait, placed, rank
 
-    init = (jnp.zeros((), INT), o_start, jnp.full(L, -1, INT), jnp.full(L, -1, INT))
-    _, o, placed, rank = lax.while_loop(lambda c: c[0] < d.n, body, init)
+    init = (jnp.zeros((), INT), o_start, wait0, jnp.full(L, -1, INT), jnp.full(L, -1, INT))
+    _, o, wait, placed, rank = lax.while_loop(lambda c: c[0] < d.n, body, init)
     ok = placed >= 0
     pc = jnp.clip(placed, 0, VX - 1)
     d_in = jnp.take_along_axis(d.delay, node[pc][:, None], axis=1)[:, 0]
@@ -201,7 +228,14 @@ def _service_data(tabs: StageTables, g, cost_deploy, cost_run, prev_count, m, re
     )
 
 
-def service_evaluator(tabs: StageTables, g, obs, arrays, y_max, V_weight, ready=None):
+class Options(NamedTuple):
+    """The static options of one Algorithm 1 evaluation (SEMANTICS §9)."""
+
+    instance_ready: str = "none"  # none | drain | max_input
+    candidates: str = "all"  # all | least_occupied
+
+
+def service_evaluator(tabs: StageTables, g, obs, arrays, y_max, V_weight, ready=None, opts: Options = Options()):
     """``evaluate(m, in_x_m)`` = `evaluate_service` of light service m on the instance set in_x_m
     [V,X] at this boundary (the per-service slices of the boundary's tables)."""
     cdep = arrays.cost_deploy[arrays.light_service]
@@ -210,18 +244,20 @@ def service_evaluator(tabs: StageTables, g, obs, arrays, y_max, V_weight, ready=
 
     def evaluate(m, in_x_m):
         d = _service_data(tabs, g, cdep, crun, obs.prev_count, m, ready)
-        return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight)
+        return evaluate_service(d, in_x_m, occ_m[m], y_max, V_weight, opts.instance_ready == "max_input",
+                                opts.candidates)
 
     return evaluate
 
 
-def instance_ready(obs, params):
-    """[Ml,V,X] ms until each light instance is ready: 0 (SEMANTICS §9), or with the experimental
-    option `instance_ready` = 1 its predicted drain time after now."""
-    if obs.drain is None:
+def instance_ready(obs, mode: str):
+    """[Ml,V,X] ms: R_i − now of each light instance at the boundary (SEMANTICS §9): None for
+    `none` (0), the predicted drain time (`drain`) or the latest data-ready time of its jobs
+    (`max_input`) after now. An instance without jobs (every added one) has 0."""
+    if mode == "none":
         return None
-    wait = jnp.maximum(0.0, obs.drain - obs.now) * params.controller["instance_ready"]
-    return wait.transpose(1, 0, 2)
+    ready = obs.drain if mode == "drain" else obs.input_ready
+    return jnp.maximum(0.0, ready - obs.now).transpose(1, 0, 2)
 
 
 def add_instance(in_x_m, v):
@@ -259,11 +295,12 @@ def over_services(f, *xs):
     return jax.vmap(f)(*xs)
 
 
-def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=None) -> GreedyResult:
+def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=None,
+           opts: Options = Options()) -> GreedyResult:
     Vn, Ml, X = obs.occupancy.shape
     light_r = arrays.resource[arrays.light_service]
     nodes = jnp.arange(Vn)
-    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready)
+    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready, opts)
 
     def phi_of(m, in_x_m):
         return evaluate(m, in_x_m)[0]
@@ -307,12 +344,12 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=
     return GreedyResult(in_x=in_x, steps=steps, phi=phi)
 
 
-def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=None):
+def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=None, opts: Options = Options()):
     """Φ_m on the final X for every m: (phi [Ml], assign [Lw], rank [Lw], parallelism [V,Ml],
     bound [Lw]: g at the final occupancy of each placed stage's instance, nan elsewhere)."""
     Vn, Ml, X = in_x.shape
     Lw = obs.valid.shape[0]
-    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready)
+    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready, opts)
     phi, placed, rank, occ_final = over_services(evaluate, jnp.arange(Ml), in_x.transpose(1, 0, 2))
     # placed [Ml,L] = v*X + k within service m -> the engine's flat index (v*Ml + m)*X + k
     m_of = jnp.arange(Ml)[:, None]
@@ -346,7 +383,6 @@ class LyapunovController(AbstractController):
             "pi": float(c.pi),
             "H_min": float(c.H_min),
             "max_steps": int(c.max_steps),
-            "instance_ready": float(c.instance_ready),
             "g_ec": 1.0 if self.delay_kind == "ec" else 0.0,  # the delay function, traced (see delay_table)
         }
 
@@ -366,9 +402,10 @@ class LyapunovController(AbstractController):
         H = update_queues(state, obs, arrays.deadline, params)
         tabs = stage_tables(obs, H, params, sizes.Ml, L)
         g = delay_table(arrays, params, sizes.Q)
-        ready = instance_ready(obs, params)
-        res = greedy(tabs, g, obs, arrays, y_max, p["V"], p["max_steps"], ready)
-        phi, assign, rank, y, bound = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"], ready)
+        opts = Options(instance_ready=str(self.config.instance_ready), candidates=str(self.config.candidates))
+        ready = instance_ready(obs, opts.instance_ready)
+        res = greedy(tabs, g, obs, arrays, y_max, p["V"], p["max_steps"], ready, opts)
+        phi, assign, rank, y, bound = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"], ready, opts)
         alive = obs.task_alive
         n_alive = alive.sum()
         info = {
