@@ -93,6 +93,7 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
     """
     from omegaconf import OmegaConf
 
+    from edgefm.config.closures import closure_changes, describe
     from edgefm.io import write_netcdf_atomic
     from edgefm.plugins import KINDS, Registry, get_plugin_manager
     from edgefm.results import build_dataset, merge_plugin_datasets, print_summary, summarise_run
@@ -128,6 +129,8 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
     engine = run_engine(scenarios, Components(**components), sim, seed=int(cfg.seed))
 
     names = {kind: components[kind].name for kind in KINDS}
+    closures = str(cfg.closures.name)
+    changes = closure_changes(cfg, _task_overrides())
     ds = build_dataset(
         engine,
         slot_ms=sim.slot_ms,
@@ -138,6 +141,9 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
         task_records=bool(cfg.output.task_records),
         extra_attrs={
             "task": str(cfg.task),
+            "closures": closures,
+            # every closure in force that is not the preset's (docs/SEMANTICS.md §13); "" = none
+            "closures_changed": "; ".join(changes),
             "scenario": str(cfg.scenario.name),
             # the draw index of each instance (not consecutive with scenario.hostable_reserve)
             "scenario_draws": [int(sc.meta.get("instance", i)) for i, sc in enumerate(scenarios)],
@@ -148,11 +154,22 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
     path = write_netcdf_atomic(ds, run_dir / filename)
 
     summary = summarise_run(engine, names, str(cfg.strategy))
+    summary["closures"] = describe(closures, changes)
     summary["dataset"] = str(path)
     pm.hook.edgefm_run_end(dataset_path=path, cfg=cfg, summary=summary)
     if cfg.output.print_summary:
         print_summary(summary)
     return summary
+
+
+def _task_overrides() -> list[str]:
+    """The job's command-line overrides (empty outside a Hydra job)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    except Exception:  # noqa: BLE001 - no Hydra job
+        return []
 
 
 def completed_run(path: Path, config_yaml: str) -> dict[str, Any] | None:

@@ -272,6 +272,7 @@ def print_summary(summary: Mapping[str, Any], file=None) -> None:
     rows = [
         ("strategy", f"{s['strategy']} (placement {s['placement']}, controller {s['controller']})"
          if "placement" in s else s["strategy"]),
+        *([("closures", str(s["closures"]))] if "closures" in s else []),
         ("on-time rate", f"{s['ontime_rate_mean']:.4f}{ci}"),
         ("mean cost core / light / total", f"{s['cost_core_mean']:.1f} / {s['cost_light_mean']:.1f} / {s['cost_total_mean']:.1f}"),
         ("tasks arrived / dropped", f"{s['tasks_arrived']} / {s['tasks_dropped']}"),

@@ -22,9 +22,11 @@ from edgefm.interfaces import AbstractController
 from edgefm.plugins import KINDS, Registry, config_schema, register_configs
 from edgefm.runner import SimSettings
 
+from conftest import resolved_option
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 COMPONENT_GROUPS = KINDS  # placement, controller, channel, workload, failure
-GLOBAL_GROUPS = ("strategy", "variant", "fault", "backbone", "experiment", "sweep", "debug")  # `# @package _global_` deltas
+GLOBAL_GROUPS = ("closures", "strategy", "variant", "fault", "backbone", "experiment", "sweep", "debug")  # `# @package _global_` deltas
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,8 @@ def test_every_group_has_its_options():
     assert options("failure") == ["link_down", "node_down", "none", "random"]
     assert sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml")) == [
         "joblib_jax", "ray_cluster", "slurm"]
-    assert options("scenario") == ["paper", "small"]
+    assert options("scenario") == ["icc2026", "paper", "small"]
+    assert options("closures") == ["authors_code", "paper", "realistic"]
     assert options("channel") == ["nakagami", "off", "rayleigh"]
     assert options("workload") == ["mmpp", "poisson"]
     assert options("sweep") == ["load", "seeds", "v"]
@@ -203,7 +206,7 @@ def test_sim_schema_has_the_fields_and_defaults_of_the_runner_settings():
     converted = sim_settings(OmegaConf.structured(SimConfig))
     assert converted == SimSettings()
     # and the documented YAML says what the schema says, except the default number of realisations
-    yaml = OmegaConf.load(CONF / "sim" / "default.yaml")
+    yaml = resolved_option("sim", "default")
     schema_defaults = OmegaConf.to_container(OmegaConf.structured(SimConfig), enum_to_str=True)
     for key in settings:
         if key != "realisations":
@@ -291,3 +294,63 @@ def test_a_yaml_file_takes_precedence_over_the_generated_option(tmp_path):
         assert "third_party_ctrl.yaml" not in cs.list("controller")
     finally:
         cs.repo["controller"].pop("base_third_party_ctrl.yaml", None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Closure presets (docs/SEMANTICS.md §13)
+
+
+def test_every_preset_sets_every_closure_and_paper_is_every_default(registry):
+    """Each preset states every field of `ClosuresConfig`; `paper` equals the schema's defaults and
+    the defaults of the Python API (a run without Hydra runs the default preset)."""
+    from edgefm_channels import NakagamiConfig
+    from edgefm_lyapunov import LyapunovConfig
+    from edgefm_milp_scip.milp import MilpConfig
+
+    from edgefm.config.schema import ClosuresConfig
+
+    fields = [f.name for f in dataclasses.fields(ClosuresConfig)]
+    for option in options("closures"):
+        node = OmegaConf.load(CONF / "closures" / f"{option}.yaml").closures
+        assert list(node) == fields, option
+        assert node.name == option
+    paper = OmegaConf.to_container(OmegaConf.load(CONF / "closures" / "paper.yaml").closures)
+    assert paper == dataclasses.asdict(ClosuresConfig())
+    sim, milp, ctrl = SimSettings(), MilpConfig(), LyapunovConfig()
+    python_api = dict(
+        fading=NakagamiConfig().fading, root_ready=sim.root_ready, light_order=sim.light_order,
+        core_dispatch=sim.core_dispatch, instance_ready=ctrl.instance_ready, candidates=ctrl.candidates,
+        light_reserve=milp.reserve, plan_load=milp.plan_load, target_utilisation=milp.target_utilisation,
+        arrival_ms=sim.arrival_ms, drain_ms=sim.drain_ms,
+    )
+    assert python_api == {k: paper[k] for k in python_api}
+
+
+@pytest.mark.parametrize("preset", ["paper", "authors_code", "realistic"])
+def test_a_preset_puts_its_closures_in_force_and_an_override_wins(registry, preset):
+    from edgefm.config.closures import closure_changes, closures_in_force
+
+    node = OmegaConf.load(CONF / "closures" / f"{preset}.yaml").closures
+    cfg = compose_with([f"closures={preset}", "strategy=proposed"])
+    in_force = closures_in_force(cfg)
+    assert in_force["channel"] == node.channel and cfg.channel.name == node.channel
+    assert in_force["light_order"] == node.light_order and cfg.sim.light_order.value == node.light_order
+    assert cfg.controller.instance_ready == node.instance_ready and cfg.controller.candidates == node.candidates
+    assert cfg.placement.plan_load == node.plan_load and cfg.sim.arrival_ms == node.arrival_ms
+    assert ("fading" in in_force) == (node.channel != "off")
+    assert closure_changes(cfg) == []
+    other = "dispatch" if node.light_order == "input_arrival" else "input_arrival"
+    cfg = compose_with([f"closures={preset}", "strategy=proposed", f"sim.light_order={other}", "channel=rayleigh",
+                        "closures.plan_load=3"])
+    assert cfg.sim.light_order.value == other and cfg.channel.name == "rayleigh" and cfg.placement.plan_load == 3
+    overrides = [f"sim.light_order={other}", "closures.plan_load=3"]
+    # rayleigh reads channel.fading from the preset, so only its name differs
+    assert closure_changes(cfg, overrides) == ["channel.name=rayleigh", f"sim.light_order={other}", "closures.plan_load=3"]
+
+
+def test_an_unknown_preset_and_bad_closure_values_are_errors(registry):
+    with pytest.raises(ConfigCompositionException, match="closures"):
+        compose_with(["closures=nope"])
+    cfg = compose_with(["closures.light_order=lifo"])
+    with pytest.raises(Exception, match="lifo"):
+        sim_settings(cfg.sim)

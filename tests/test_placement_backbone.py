@@ -282,10 +282,9 @@ def test_a_bad_uplink_rate_is_a_config_error():
 @pytest.mark.parametrize(("name", "config"), [("milp", MilpConfig), ("milp_relaxed", RelaxedConfig),
                                               ("least_loaded", LeastLoadedConfig)])
 def test_the_yaml_options_are_the_dataclass_fields(name, config):
-    from pathlib import Path
+    from conftest import resolved_option
 
-    values = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "placement" / f"{name}.yaml")
-    values.pop("defaults")
+    values = resolved_option("placement", name)
     merged = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config), values))
     assert merged.plan_load == 1.0 and merged.target_utilisation == 1.0
     assert not hasattr(merged, "uplink_bandwidth") and not hasattr(merged, "uplink_snr0")

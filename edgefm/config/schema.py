@@ -26,6 +26,20 @@ class CoreDispatch(enum.Enum):
     idle_only = "idle_only"  # only an idle instance; otherwise the stage waits
 
 
+class RootReady(enum.Enum):
+    """When a root stage becomes ready (docs/SEMANTICS.md §2.3)."""
+
+    uplink_end = "uplink_end"  # at the first boundary at or after its task's upload ends
+    arrival = "arrival"  # at its arrival boundary, while the upload may still run
+
+
+class LightOrder(enum.Enum):
+    """The service order of a light instance's admitted jobs (docs/SEMANTICS.md §2.7)."""
+
+    input_arrival = "input_arrival"  # work-conserving: jobs whose input is there, in the order it arrived
+    dispatch = "dispatch"  # strict FIFO in dispatch order: a job whose input is in flight blocks the rest
+
+
 @dataclass
 class SimConfig:
     """The ``sim`` group: horizon, engine sizes and reported quantiles (`edgefm.runner.SimSettings`)."""
@@ -36,6 +50,8 @@ class SimConfig:
     arrival_ms: float = 200.0  # tasks arrive during [0, arrival_ms); a whole number of slots
     drain_ms: float = 100.0  # further time without arrivals for tasks in flight to finish; whole slots
     core_dispatch: CoreDispatch = CoreDispatch.earliest_start  # core dispatch rule: earliest_start | idle_only
+    root_ready: RootReady = RootReady.uplink_end  # when a root becomes ready: uplink_end | arrival
+    light_order: LightOrder = LightOrder.input_arrival  # light FIFO order: input_arrival | dispatch
     y_max: int = 20  # most stages one light instance may hold at once (its parallelism bound)
     max_light_instances: int = 8  # light instance slots per (node, light service)
     buffer_factor: float = 2.0  # task buffer = buffer_factor x expected tasks in flight (+ margin)
@@ -58,6 +74,28 @@ class OutputConfig:
 
 
 @dataclass
+class ClosuresConfig:
+    """The ``closures`` group: a named set of the execution closures that decide the results
+    (docs/SEMANTICS.md §13). The options of the sim, channel, placement and controller groups read
+    these values by interpolation (``${closures.root_ready}``), so a preset sets them all and a
+    user's own override of one of those options wins. Defaults: the preset ``paper``."""
+
+    name: str = "paper"  # the preset: paper | authors_code | realistic (or a file of one's own)
+    channel: str = "nakagami"  # the channel the preset selects (conf/channel)
+    fading: str = "block"  # channel.fading of nakagami / rayleigh: block | per_slot
+    root_ready: str = "uplink_end"  # sim.root_ready: uplink_end | arrival
+    light_order: str = "input_arrival"  # sim.light_order: input_arrival | dispatch
+    core_dispatch: str = "earliest_start"  # sim.core_dispatch: earliest_start | idle_only
+    instance_ready: str = "none"  # controller.instance_ready of proposed / propavg: none | drain | max_input
+    candidates: str = "all"  # controller.candidates of proposed / propavg: all | least_occupied
+    light_reserve: Any = field(default_factory=lambda: {"server": 0.25, "device": 0.0})  # placement.reserve (milp)
+    plan_load: float = 1.0  # placement.plan_load: the load the core backbone is sized for
+    target_utilisation: float = 1.0  # placement.target_utilisation: rho* of the backbone's sizing
+    arrival_ms: float = 200.0  # sim.arrival_ms
+    drain_ms: float = 100.0  # sim.drain_ms
+
+
+@dataclass
 class EdgefmConfig:
     """The root config. The four component nodes are filled by their group's default option."""
 
@@ -70,6 +108,7 @@ class EdgefmConfig:
     channel: Any = MISSING  # uplink channel model
     workload: Any = MISSING  # task-arrival generator
     failure: Any = MISSING  # node/link failure model (docs/SEMANTICS.md §12)
+    closures: ClosuresConfig = field(default_factory=ClosuresConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -106,7 +145,10 @@ def register_all(registry, cs: Any = None, conf_dir: str | os.PathLike | None = 
 
 __all__ = [
     "CONFIG_DIR_ENV",
+    "ClosuresConfig",
     "CoreDispatch",
+    "LightOrder",
+    "RootReady",
     "EdgefmConfig",
     "OutputConfig",
     "SimConfig",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from edgefm_milp_scip import scip
 from edgefm_milp_scip.program import Program, build_program, reserve_by_kind, reserve_info, to_placement
 
 KAPPA_MODES = ("retention", "fixed", "off")
-DEFAULT_RESERVE = 0.1
+# the light reserve of the default closures (`paper`): a quarter of every edge server, nothing on devices
+DEFAULT_RESERVE = {"server": 0.25, "device": 0.0}
 
 
 @dataclass
@@ -29,7 +30,7 @@ class MilpConfig:
     xi: float = 3.0  # weight of the QoS score Q against the cost
     rho: float = 0.01  # 1/ms: decay of the load estimate z̃ (Eq. 15)
     q_min: float = -1.0  # floor of each (user, type) term of Q
-    reserve: Any = DEFAULT_RESERVE  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
+    reserve: Any = field(default_factory=lambda: dict(DEFAULT_RESERVE))  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
     plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
     target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
     sparsity: str = "global"  # global: Σ 1{x ≥ 1} ≥ κ over (node, service) pairs | per_service: each service on ≥ κ nodes

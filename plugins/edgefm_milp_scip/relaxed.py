@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -40,7 +40,7 @@ class RelaxedConfig:
     xi: float = 3.0  # weight of the QoS score Q against the cost
     rho: float = 0.01  # 1/ms: decay of the load estimate z̃ (Eq. 15)
     q_min: float = -1.0  # floor of each (user, type) term of Q
-    reserve: Any = DEFAULT_RESERVE  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
+    reserve: Any = field(default_factory=lambda: dict(DEFAULT_RESERVE))  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
     plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
     target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
     sparsity: str = "global"  # global | per_service (as for milp)
