@@ -208,6 +208,17 @@ BAD_INPUT = {
     "unknown plugin option": (["+controller.foo=1"], ["controller.foo", "no options"]),
     "horizon not whole slots": (["sim.arrival_ms=20.5"], ["sim.arrival_ms", "20.5", "multiple"]),
     "negative batch": (["sim.batch=-2"], ["sim.batch", "-2", "integer >= 0"]),
+    "unknown closures preset": (["closures=nope"], ["closures", "nope", "authors_code, paper, realistic"]),
+    "unknown light order": (["sim.light_order=lifo"], ["sim.light_order", "lifo", "input_arrival", "dispatch"]),
+    "unknown root readiness": (["closures.root_ready=upload"], ["root_ready", "upload", "uplink_end", "arrival"]),
+    "zero target utilisation": (["placement.target_utilisation=0"], ["placement.target_utilisation", "0", "(0, 1]"]),
+    "target utilisation above 1": (["placement.target_utilisation=1.5"], ["placement.target_utilisation", "1.5"]),
+    "negative plan load": (["placement.plan_load=-1"], ["placement.plan_load", "-1", "> 0"]),
+    "numeric instance-ready term": (["controller=proposed", "controller.instance_ready=1"],
+                                    ["controller.instance_ready", "none, drain, max_input"]),
+    "unknown candidates": (["controller=proposed", "controller.candidates=some"],
+                           ["controller.candidates", "some", "all, least_occupied"]),
+    "unknown fading": (["channel.fading=fast"], ["channel.fading", "fast", "block, per_slot"]),
 }
 
 

@@ -92,7 +92,7 @@ VARIANTS = {
     "window_5ms": {"controller.window_ms": 5.0},
     "arrival_100ms": {"sim.arrival_ms": 100.0},
     "arrival_1000ms": {"sim.arrival_ms": 1000.0},
-    "instance_ready": {"controller.instance_ready": 1.0},
+    "instance_ready": {"controller.instance_ready": "drain"},
 }
 
 

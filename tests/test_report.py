@@ -329,3 +329,20 @@ def test_cli_help(capsys):
     assert exc.value.code == 0
     assert "edgefm report" in capsys.readouterr().out
 
+
+
+def test_the_report_names_the_closures_preset():
+    """docs/SEMANTICS.md §13: the preset of a run, its changes, or the closures dimension of a sweep."""
+    import xarray as xr
+
+    from edgefm.analysis.report import closures_line
+
+    run = xr.Dataset(attrs={"closures": "paper", "closures_changed": ""})
+    assert closures_line(run) == "Closures: `paper` (unchanged)."
+    run.attrs["closures_changed"] = "sim.light_order=dispatch"
+    assert closures_line(run) == "Closures: `paper`, changed: sim.light_order=dispatch."
+    mixed = xr.Dataset(attrs={"closures": "paper"})  # the merge dropped differing changes
+    assert "differ between cells" in closures_line(mixed)
+    sweep = xr.Dataset(coords={"closures": ["paper", "authors_code"]})
+    assert closures_line(sweep) == "Closures: per cell, the `closures` dimension (paper, authors_code)."
+    assert "not recorded" in closures_line(xr.Dataset())

@@ -61,6 +61,19 @@ def _section(title: str, table: pd.DataFrame | None, ds: xr.Dataset, intro: str,
     return [*lines, to_markdown(drop_fixed(table, ds)), ""]
 
 
+def closures_line(ds: xr.Dataset) -> str:
+    """The closures preset the data were made with (docs/SEMANTICS.md §13), and what differs from it."""
+    if "closures" in ds.dims:
+        return "Closures: per cell, the `closures` dimension (" + ", ".join(map(str, ds["closures"].values)) + ")."
+    name = ds.attrs.get("closures")
+    if name is None:
+        return "Closures: not recorded (a dataset made before presets existed, or cells of different presets)."
+    changed = ds.attrs.get("closures_changed")
+    if changed is None:
+        return f"Closures: `{name}`, with changes that differ between cells (see `job_config`)."
+    return f"Closures: `{name}`" + (f", changed: {changed}." if changed else " (unchanged).")
+
+
 def summary_markdown(
     ds: xr.Dataset, source: str | os.PathLike, written: dict[str, Path], out_dir: str | os.PathLike
 ) -> str:
@@ -77,6 +90,8 @@ def summary_markdown(
         "",
         f"Source: `{source}` — a {'sweep' if sweep else 'run'} dataset"
         + (f" ({ds.attrs['title']})" if ds.attrs.get("title") else "") + ".",
+        "",
+        closures_line(ds),
         "",
         "## Data",
         "",
