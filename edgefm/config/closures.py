@@ -23,6 +23,7 @@ IN_FORCE_AT = {
     "light_reserve": "placement.reserve",
     "plan_load": "placement.plan_load",
     "target_utilisation": "placement.target_utilisation",
+    "plan_fit": "placement.plan_fit",
     "arrival_ms": "sim.arrival_ms",
     "drain_ms": "sim.drain_ms",
 }

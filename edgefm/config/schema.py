@@ -91,6 +91,7 @@ class ClosuresConfig:
     light_reserve: Any = field(default_factory=lambda: {"server": 0.25, "device": 0.0})  # placement.reserve (milp)
     plan_load: float = 1.0  # placement.plan_load: the load the core backbone is sized for
     target_utilisation: float = 1.0  # placement.target_utilisation: rho* of the backbone's sizing
+    plan_fit: str = "exact"  # placement.plan_fit: exact | largest (the largest growth that fits the network)
     arrival_ms: float = 200.0  # sim.arrival_ms
     drain_ms: float = 100.0  # sim.drain_ms
 

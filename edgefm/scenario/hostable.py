@@ -4,6 +4,7 @@ integer feasibility check, used to sample only instances a placement can serve
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -32,6 +33,102 @@ def check_plan(plan_load, target_utilisation) -> None:
         raise ConfigError("placement.plan_load", plan_load, "a finite number > 0 (times the load-1x arrival rates)")
     if not (number(target_utilisation) and 0 < target_utilisation <= 1):
         raise ConfigError("placement.target_utilisation", target_utilisation, "a number in (0, 1]")
+
+
+PLAN_FITS = ("exact", "largest")  # placement.plan_fit: a demand that does not fit is an error | the largest growth that fits
+GROWTH_TOLERANCE = 0.01  # the bisection of plan_fit = largest stops when the bracket is this narrow
+
+
+def check_plan_fit(plan_fit) -> None:
+    """Raise a ConfigError unless ``plan_fit`` is one of `PLAN_FITS`."""
+    if not (isinstance(plan_fit, str) and plan_fit in PLAN_FITS):
+        raise ConfigError("placement.plan_fit", plan_fit, "one of: " + ", ".join(PLAN_FITS))
+
+
+def growth_demand(scenario, growth: float) -> np.ndarray:
+    """[M] int: the core demand at the growth factor α' = ``growth`` (`core_demand` with plan_load =
+    α', target_utilisation = 1; at α' = 1 the load-1x demand, bit for bit)."""
+    return core_demand(scenario, plan_load=float(growth), target_utilisation=1.0)
+
+
+def largest_growth(growth: float, fits, tolerance: float = GROWTH_TOLERANCE) -> tuple[float, list[tuple[float, bool]]]:
+    """The largest growth factor α' in [1, ``growth``] for which ``fits(α')`` holds, by bisection
+    to ``tolerance``, given that ``fits(1)`` holds and ``fits(growth)`` does not (the caller has
+    checked both). Returns (the largest α' tried that fits, [(α', fits)] of the steps, in order).
+    The demand is non-decreasing in α', so an exact feasibility test is monotone and the answer is
+    within ``tolerance`` of the largest; for a heuristic test (a greedy) it is a growth that fits."""
+    lo, hi = 1.0, float(growth)
+    steps = []
+    while hi - lo > tolerance:
+        mid = 0.5 * (lo + hi)
+        ok = bool(fits(mid))
+        steps.append((mid, ok))
+        if ok:
+            lo = mid
+        else:
+            hi = mid
+    return lo, steps
+
+
+@dataclasses.dataclass
+class Fit:
+    """What `fit_growth` found: the growth factor α' and the demand [M] to place (``fits`` False:
+    none fits; ``demand`` is then the one whose usual error the placement raises)."""
+
+    fits: bool
+    growth: float  # α' (α itself when the demand at α fits, and always for plan_fit = exact)
+    demand: np.ndarray  # [M] int: the demand at α'
+    requested: np.ndarray  # [M] int: the demand at α
+    checks: int  # feasibility checks made (distinct demands)
+    steps: list  # [(α', fits)] of the bisection
+
+
+def fit_growth(scenario, *, plan_fit: str, plan_load: float, target_utilisation: float, fits) -> Fit:
+    """The demand a placement places under ``plan_fit`` (docs/PLACEMENT.md §1, "When the demand does not fit").
+
+    ``exact``: the demand at α = plan_load / target_utilisation, unchecked (the placement raises its
+    usual error if it does not fit). ``largest``: that demand if ``fits(demand [M])``; else, if the
+    demand at α' = 1 fits, the largest α' in [1, α] that fits (`largest_growth`, tolerance 0.01),
+    with the demand at α'; else ``Fit.fits`` is False. ``fits`` is called at most once per distinct
+    demand (req_m is a step function of α')."""
+    requested = core_demand(scenario, plan_load=plan_load, target_utilisation=target_utilisation)
+    alpha = float(plan_load) / float(target_utilisation)
+    if plan_fit == "exact":
+        return Fit(True, alpha, requested, requested, 0, [])
+    verdicts: dict[tuple, bool] = {}
+
+    def check(demand) -> bool:
+        key = tuple(int(d) for d in demand)
+        if key not in verdicts:
+            verdicts[key] = bool(fits(np.asarray(demand)))
+        return verdicts[key]
+
+    if check(requested):
+        return Fit(True, alpha, requested, requested, len(verdicts), [])
+    base = growth_demand(scenario, 1.0)
+    if alpha <= 1.0 or not check(base):  # below α = 1 the demand is at most the load-1x one: no fit either
+        return Fit(False, 1.0 if alpha > 1.0 else alpha, base if alpha > 1.0 else requested, requested,
+                   len(verdicts), [])
+    used, steps = largest_growth(alpha, lambda g: check(growth_demand(scenario, g)))
+    return Fit(True, used, growth_demand(scenario, used), requested, len(verdicts), steps)
+
+
+def fit_info(plan_fit: str, plan_load: float, target_utilisation: float, fit: Fit) -> dict:
+    """The keys of `PlacementResult.info` that record the sizing: plan_load, target_utilisation,
+    plan_fit, growth_requested (α = plan_load / target_utilisation), growth_used (α'), demand [M]
+    (the demand placed, at α'), demand_requested [M] (at α) and plan_fit_checks (feasibility checks
+    made; 0 for exact)."""
+    return {"plan_load": float(plan_load), "target_utilisation": float(target_utilisation),
+            "plan_fit": str(plan_fit), "growth_requested": float(plan_load) / float(target_utilisation),
+            "growth_used": float(fit.growth), "demand": [int(d) for d in fit.demand],
+            "demand_requested": [int(d) for d in fit.requested], "plan_fit_checks": int(fit.checks)}
+
+
+def not_even_at_1(reason: str, fit: Fit) -> str:
+    """The usual one-line error ``reason``, with a note that plan_fit = largest found no growth
+    factor ≥ 1 that fits."""
+    return (f"{reason} (placement.plan_fit = largest: not even the demand at growth "
+            f"{fit.growth:g} fits, {fit.demand.tolist()})")
 
 
 def required_instances(busy, *, plan_load: float = 1.0, target_utilisation: float = 1.0):
@@ -83,4 +180,7 @@ def hostable(scenario, reserve: float, *, plan_load: float = 1.0, target_utilisa
     return result.status == 0
 
 
-__all__ = ["check_plan", "core_demand", "hostable", "required_instances", "service_use"]
+__all__ = [
+    "GROWTH_TOLERANCE", "PLAN_FITS", "Fit", "check_plan", "check_plan_fit", "core_demand", "fit_growth",
+    "fit_info", "growth_demand", "hostable", "largest_growth", "not_even_at_1", "required_instances", "service_use",
+]

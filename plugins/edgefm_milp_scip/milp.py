@@ -16,9 +16,9 @@ import numpy as np
 
 from edgefm.errors import ConfigError, SolverError
 from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
-from edgefm.scenario.hostable import check_plan
+from edgefm.scenario.hostable import Fit, check_plan, check_plan_fit, fit_growth, fit_info, not_even_at_1
 from edgefm_milp_scip import scip
-from edgefm_milp_scip.program import Program, build_program, reserve_by_kind, reserve_info, to_placement
+from edgefm_milp_scip.program import Program, build_program, reserve_by_kind, reserve_info, to_placement, with_demand
 
 KAPPA_MODES = ("retention", "fixed", "off")
 # the light reserve of the default closures (`paper`): a quarter of every edge server, nothing on devices
@@ -33,6 +33,7 @@ class MilpConfig:
     reserve: Any = field(default_factory=lambda: dict(DEFAULT_RESERVE))  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
     plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
     target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
+    plan_fit: str = "exact"  # exact: a demand that does not fit is an error | largest: the largest growth in [1, plan_load / ρ*] that fits
     sparsity: str = "global"  # global: Σ 1{x ≥ 1} ≥ κ over (node, service) pairs | per_service: each service on ≥ κ nodes
     kappa_mode: str = "retention"  # retention: largest κ within (1 - retention)|J*| | fixed: placement.kappa | off
     kappa: int = 0  # κ when kappa_mode = fixed
@@ -52,6 +53,7 @@ def validate_common(config, solver: str) -> None:
     """Checks shared by `milp` and `milp_relaxed` (the names are those of the placement group)."""
     reserve_by_kind(config.reserve)
     check_plan(config.plan_load, config.target_utilisation)
+    check_plan_fit(config.plan_fit)
     for name in ("xi", "rho"):
         value = getattr(config, name)
         if not (np.isfinite(value) and value >= 0):
@@ -93,13 +95,41 @@ def program_of(config, scenario, slot_ms: float, uplink_rate=None) -> Program:
     )  # fmt: skip
 
 
-def plan_info(config, program: Program, num_services: int) -> dict[str, Any]:
-    """The plan and the demand for `PlacementResult.info`: plan_load, target_utilisation and
-    demand [M] (req_m; 0 for light and unused services)."""
-    demand = np.zeros(num_services, np.int64)
-    demand[program.services] = program.demand
-    return {"plan_load": float(config.plan_load), "target_utilisation": float(config.target_utilisation),
-            "demand": [int(d) for d in demand]}
+def fitted_program(config, scenario, slot_ms: float, uplink_rate, options: scip.SolverOptions,
+                   solver: str) -> tuple[Program, Fit, np.ndarray | None]:
+    """The program to solve, the fit of its demand (`edgefm.scenario.hostable.fit_growth`,
+    docs/PLACEMENT.md §1) and, when the demand was lowered, the κ-free placement [V,J] the check
+    found for it (else None). With ``plan_fit = exact``, or ``largest`` and a demand that fits, the
+    program of `program_of` itself; else the same program with the demand at the largest growth
+    factor α' in [1, α] whose capacity and demand rows are feasible (`scip.demand_diagnosis` as a
+    quick filter, then an exact κ-free SCIP solve, `scip.feasible`). No α' ≥ 1 fits: the usual
+    one-line SolverError of that demand, with a note."""
+    program = program_of(config, scenario, slot_ms, uplink_rate)
+    checks: dict[tuple, tuple[Program, str | None, scip.Solve | None]] = {}
+
+    def fits(demand) -> bool:
+        p = with_demand(program, demand)
+        reason = scip.demand_diagnosis(p, config.reserve, solver)
+        result = None if reason else scip.feasible(p, options)
+        checks[tuple(int(d) for d in demand)] = (p, reason, result)
+        return reason is None and result.has_solution
+
+    fit = fit_growth(scenario, plan_fit=config.plan_fit, plan_load=config.plan_load,
+                     target_utilisation=config.target_utilisation, fits=fits)
+    if not fit.fits:
+        p, reason, result = checks[tuple(int(d) for d in fit.demand)]
+        if reason is None:
+            try:
+                scip.ensure_solution(result, p, "global", config.reserve, options, solver)  # κ-free: the form is unused
+            except SolverError as err:
+                reason = str(err)
+            else:  # not reached: a check without a solution has a reason
+                reason = f"{solver}: infeasible: no placement of the demand req_m"
+        raise SolverError(not_even_at_1(reason, fit))
+    if np.array_equal(fit.demand, fit.requested):
+        return program, fit, None
+    p, _, result = checks[tuple(int(d) for d in fit.demand)]
+    return p, fit, result.x
 
 
 class MilpPlacement(AbstractPlacementSolver):
@@ -139,9 +169,10 @@ class MilpPlacement(AbstractPlacementSolver):
         uplink rate (the runner passes it; inf: no uplink time); None (a direct call without a
         channel): the embedding counts no uplink time."""
         self.validate()
-        program = program_of(self.config, scenario, slot_ms, uplink_rate)
+        c = self.config
+        program, fit, _ = fitted_program(c, scenario, slot_ms, uplink_rate, self.options(), self.name)
         x, info, final = self.solve_program(program)
-        info.update(plan_info(self.config, program, scenario.num_services))
+        info.update(fit_info(c.plan_fit, c.plan_load, c.target_utilisation, fit))
         if self.config.write_model:
             instance = scenario.meta.get("instance", 0) if isinstance(scenario.meta, dict) else 0
             paths = scip.write_model(final.model, model_folder(self.config), f"placement_{self.name}_instance{instance}")

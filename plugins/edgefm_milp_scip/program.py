@@ -296,6 +296,19 @@ def build_program(scenario, *, slot_ms: float, xi: float, rho: float, q_min: flo
     )
 
 
+def with_demand(program: Program, demand) -> Program:
+    """``program`` with the demand ``demand`` ([M], global service ids; > 0 on the same services)
+    in place of its own: the demand rows and, for a service that needs no resource at all, the bound
+    M = req_m, as `build_program` sets them. The rest (scores, capacity) does not depend on the
+    demand."""
+    req = np.asarray(demand, np.int64)[program.services]
+    if np.any(req <= 0):
+        raise ValueError("with_demand: the demand must be >= 1 on every service of the program")
+    needless = ~np.any(program.resource > 0, axis=1)  # [J]
+    bound = np.maximum(np.where(needless[None, :], req[None, :], program.bound), 0).astype(np.int64)
+    return dataclasses.replace(program, demand=req, bound=bound)
+
+
 def to_placement(program: Program, x: np.ndarray, num_services: int) -> np.ndarray:
     """[V,M] int64 x_core from the program's [V,J] solution."""
     out = np.zeros((program.num_nodes, num_services), np.int64)
@@ -305,5 +318,5 @@ def to_placement(program: Program, x: np.ndarray, num_services: int) -> np.ndarr
 
 __all__ = [
     "NODE_KINDS", "Program", "build_program", "check_uplink_rate", "core_demand", "embed", "reserve_by_kind",
-    "reserve_fractions", "reserve_info", "to_placement", "uplink_times",
+    "reserve_fractions", "reserve_info", "to_placement", "uplink_times", "with_demand",
 ]

@@ -30,8 +30,9 @@ from scipy.sparse import coo_matrix
 
 from edgefm.errors import ConfigError, SolverError
 from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
+from edgefm.scenario.hostable import fit_info
 from edgefm_milp_scip import scip
-from edgefm_milp_scip.milp import DEFAULT_RESERVE, plan_info, program_of, validate_common
+from edgefm_milp_scip.milp import DEFAULT_RESERVE, fitted_program, validate_common
 from edgefm_milp_scip.program import Program, reserve_info, to_placement
 
 
@@ -43,6 +44,7 @@ class RelaxedConfig:
     reserve: Any = field(default_factory=lambda: dict(DEFAULT_RESERVE))  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
     plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
     target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
+    plan_fit: str = "exact"  # exact | largest: the largest growth in [1, plan_load / ρ*] that fits (exact SCIP check, as for milp)
     sparsity: str = "global"  # global | per_service (as for milp)
     kappa_mode: str = "retention"  # retention (on the repaired relaxed objective) | fixed | off
     kappa: int = 0  # κ when kappa_mode = fixed
@@ -486,17 +488,25 @@ class RelaxedPlacement(AbstractPlacementSolver):
         """As `MilpPlacement.solve`: ``uplink_rate`` [U] MB/ms, the channel's mean-value rate (inf:
         no uplink time); None: the embedding counts no uplink time."""
         self.validate()
+        c = self.config
         t0 = time.perf_counter()
-        program = program_of(self.config, scenario, slot_ms, uplink_rate)
+        program, fit, start = fitted_program(c, scenario, slot_ms, uplink_rate, self.fit_options(), self.name)
         program_seconds = time.perf_counter() - t0
-        x, info = self.solve_program(program)
+        x, info = self.solve_program(program, fallback=start)
         info["program_time_s"] = program_seconds
-        info.update(plan_info(self.config, program, scenario.num_services))
+        info.update(fit_info(c.plan_fit, c.plan_load, c.target_utilisation, fit))
         return PlacementResult(x_core=to_placement(program, x, scenario.num_services), info=info)
 
-    def attempt(self, program: Program, kappa: int, *, full: bool, deadline: float) -> np.ndarray | None:
+    def fit_options(self) -> scip.SolverOptions:
+        """SCIP options of the feasibility checks of plan_fit = largest: the time limit, nothing else."""
+        return scip.SolverOptions(time_limit_s=self.config.time_limit_s)
+
+    def attempt(self, program: Program, kappa: int, *, full: bool, deadline: float,
+                fallback: np.ndarray | None = None) -> np.ndarray | None:
         """A feasible placement at ``kappa`` (None if the repair fails). ``full`` adds the Lagrangian
-        start and the exact per-node polish; without it, relaxation + repair only (the κ search)."""
+        start and the exact per-node polish; without it, relaxation + repair only (the κ search).
+        ``fallback`` [V,J]: a placement of the capacity and demand rows (plan_fit = largest's check
+        when it lowered the demand) from which the repair starts when every other start fails."""
         per_service = self.config.sparsity == "per_service"
         x_relaxed = relaxed_solution(program, kappa, self.config, per_service)
         starts = [x_relaxed]
@@ -512,10 +522,20 @@ class RelaxedPlacement(AbstractPlacementSolver):
                 x = polish(program, x, kappa, per_service, self.config.polish_passes, deadline)
             if best is None or program.objective(x) < program.objective(best):
                 best = x
+        if best is None and fallback is not None:
+            try:
+                best = repair(program, fallback.astype(float), kappa, per_service, exact=full)
+            except Infeasible:
+                return None
+            self.fallbacks += 1
+            if full:
+                best = polish(program, best, kappa, per_service, self.config.polish_passes, deadline)
         return best
 
-    def solve_program(self, program: Program) -> tuple[np.ndarray, dict]:
+    def solve_program(self, program: Program, fallback: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+        """The placement of ``program`` and its info; ``fallback``: see `attempt`."""
         c, form = self.config, self.config.sparsity
+        self.fallbacks = 0
         per_service = form == "per_service"
         reason = scip.demand_diagnosis(program, c.reserve, self.name)
         if reason:
@@ -532,7 +552,7 @@ class RelaxedPlacement(AbstractPlacementSolver):
         if c.kappa_mode == "retention":
             # the κ search on relaxation + repair alone, within 40 % of the time limit; the chosen
             # κ is then solved in full
-            x = self.attempt(program, 0, full=False, deadline=deadline)
+            x = self.attempt(program, 0, full=False, deadline=deadline, fallback=fallback)
             solves += 1
             if x is not None:
                 free_obj = program.objective(x)
@@ -541,14 +561,14 @@ class RelaxedPlacement(AbstractPlacementSolver):
                 lo, hi = scip.occupied(x, form), scip.kappa_max(program, form)
                 while lo < hi and time.perf_counter() < t0 + 0.4 * c.time_limit_s:  # then the largest κ verified
                     mid = (lo + hi + 1) // 2
-                    cand = self.attempt(program, mid, full=False, deadline=deadline)
+                    cand = self.attempt(program, mid, full=False, deadline=deadline, fallback=fallback)
                     solves += 1
                     if cand is not None and program.objective(cand) <= target and scip.occupied(cand, form) >= mid:
                         lo = mid
                     else:
                         hi = mid - 1
                 kappa = lo
-        x = self.attempt(program, kappa, full=True, deadline=deadline)
+        x = self.attempt(program, kappa, full=True, deadline=deadline, fallback=fallback)
         solves += 1
         if x is None:
             raise SolverError(
@@ -582,4 +602,6 @@ class RelaxedPlacement(AbstractPlacementSolver):
             "occupied": scip.occupied(x, form),
             "instances": int(x.sum()),
         }
+        if fallback is not None:
+            info["plan_fit_fallbacks"] = self.fallbacks  # attempts that only the check's placement rescued
         return x, info

@@ -140,6 +140,14 @@ def solve(program: Program, kappa: int | None, form: str, options: SolverOptions
     return Solve(kappa, status, values, objective, gap, seconds, model)
 
 
+def feasible(program: Program, options: SolverOptions) -> Solve:
+    """An exact check that the capacity and demand rows of ``program`` hold together (no sparsity
+    requirement): one SCIP solve with a zero objective, so the first placement found is optimal.
+    ``has_solution`` tells; status ``infeasible`` is a proof that none exists, a limit without a
+    solution is no answer."""
+    return solve(dataclasses.replace(program, coef=np.zeros_like(program.coef)), None, FORMS[0], options)
+
+
 def check_params(params: dict, field: str) -> None:
     """Raise a ConfigError unless every (name, value) is a SCIP parameter and a value it accepts."""
     model = pyscipopt.Model()
@@ -311,5 +319,5 @@ def ensure_solution(result: Solve, program: Program, form: str, reserve, options
 
 __all__ = [
     "FORMS", "HEURISTICS", "Solve", "SolverOptions", "build_model", "check_params", "demand_diagnosis",
-    "ensure_solution", "kappa_diagnosis", "kappa_max", "occupied", "solve", "write_model",
+    "ensure_solution", "feasible", "kappa_diagnosis", "kappa_max", "occupied", "solve", "write_model",
 ]
