@@ -53,18 +53,18 @@ def setup(realisations: int, load: float, controller: str = "lbrr"):
     from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
     from edgefm_baselines import LeastLoadedPlacement
     from edgefm_channels import NakagamiChannel
-    from edgefm_workloads import PoissonConfig, PoissonWorkload
+    from edgefm_workloads import PoissonWorkload
 
     from edgefm.runner import SimSettings
 
     sim = SimSettings(realisations=realisations, **SIM)
     scenarios = build_scenarios(load_spec("conf/scenario/paper.yaml"), seed=0)
     x_core = [LeastLoadedPlacement().solve(sc, slot_ms=sim.slot_ms).x_core for sc in scenarios]
-    channel, workload = NakagamiChannel(), PoissonWorkload(PoissonConfig(load=load))
+    channel, workload = NakagamiChannel(), PoissonWorkload(load=load)
     controller = make_controller(controller)
     sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0)
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T)
-    params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller)
+    params = make_params(sim)
     keys = realisation_keys(0, len(scenarios), realisations)
     return sim, scenarios, x_core, (channel, workload, controller), sizes, arrays, params, keys
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from edgefm.scenario import build_scenarios, load_spec
-from edgefm_milp_scip.milp import MilpConfig, MilpPlacement
-from edgefm_milp_scip.relaxed import RelaxedConfig, RelaxedPlacement
+from edgefm_milp_scip.milp import MilpPlacement
+from edgefm_milp_scip.relaxed import RelaxedPlacement
 from edgefm_milp_scip.synthetic import random_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +60,9 @@ def scenario(instance: str):
 def run_row(solver: str, instance: str, kappa_mode: str, time_limit: float, heuristics: str = "default") -> dict:
     sc = scenario(instance)
     if solver == "milp":
-        placement = MilpPlacement(
-            MilpConfig(kappa_mode=kappa_mode, time_limit_s=time_limit, threads=1, heuristics=heuristics)
-        )
+        placement = MilpPlacement(kappa_mode=kappa_mode, time_limit_s=time_limit, threads=1, heuristics=heuristics)
     else:
-        placement = RelaxedPlacement(RelaxedConfig(kappa_mode=kappa_mode))
+        placement = RelaxedPlacement(kappa_mode=kappa_mode)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the time-limit warning: the gap says it

@@ -61,7 +61,7 @@ def make_component(registry, kind: str, node) -> Any:
             values.get(key.split(".")[0]) if key else values,
             f"{_first_line(exc)}; {accepted}",
         ) from None
-    return cls(config)
+    return cls.from_config(config)
 
 
 def sim_settings(node):
@@ -114,12 +114,9 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
         existing = completed_run(run_dir / filename, config_yaml)
         if existing is not None:
             return existing
-    components = {kind: make_component(registry, kind, cfg[kind]) for kind in KINDS}
+    components = {kind: make_component(registry, kind, cfg[kind]) for kind in KINDS}  # options checked here
     sim = sim_settings(cfg.sim)
     validate_sim(sim)
-    for component in components.values():
-        if hasattr(component, "validate"):
-            component.validate()
     scenarios = build_scenarios(cfg.scenario, cfg.seed)
 
     OmegaConf.set_readonly(cfg, True)  # plugins see it; none may change it
@@ -128,7 +125,7 @@ def run(cfg, run_dir: str | os.PathLike, registry=None) -> dict[str, Any]:
 
     engine = run_engine(scenarios, Components(**components), sim, seed=int(cfg.seed))
 
-    names = {kind: components[kind].name for kind in KINDS}
+    names = {kind: str(cfg[kind].name) for kind in KINDS}
     closures = str(cfg.closures.name)
     changes = closure_changes(cfg, _task_overrides())
     ds = build_dataset(

@@ -1,50 +1,197 @@
 """The contracts every plugin implements.
 
-A component class carries two class attributes:
+A component is an `equinox.Module` whose fields are its options:
+
+- ``traced(default)``: a number a sweep may change. It is a JAX array leaf of the module, so a
+  multirun over it reuses the compiled program;
+- ``static(default)``: an option that fixes shapes, loop bounds or code paths (hashable). Changing
+  it compiles another program. Host-side components (placements) declare every option this way.
+
+The engine's compiled programs are keyed by the components themselves (their classes, static
+fields and array shapes: `equinox.filter_jit`), so a traced function can only read the option it
+was given. A component class also carries, as class attributes:
 
 - ``name``: the key users type (``controller=lbrr``); also its entry-point name and YAML file stem;
-- ``Config``: a dataclass of its options, registered in Hydra's ConfigStore as
-  ``<group>/base_<name>`` so a misspelt key or a wrong type in YAML is an error.
+- ``Config``: the dataclass of its options, derived from its fields (the Hydra schema stored as
+  ``<group>/base_<name>``, so a misspelt key or a wrong type in YAML is an error); the registry
+  builds the component with ``cls.from_config(config)``;
+- ``description``: one line for ``edgefm plugins``.
 
-Placement solvers run on the host and may use any Python. Channel models, workload generators and
-controllers run *inside* the compiled step: their methods are pure JAX functions with static shapes
-(no Python branching on traced values), in the optax shape ``init(...) -> state`` /
-``step(state, ..., key) -> (output, state)``.
+Options are checked in ``__check_init__`` (raise `edgefm.errors.ConfigError`), so a component that
+exists has valid options. Placement solvers run on the host and may use any Python. Channel models,
+workload generators, failure models and controllers run *inside* the compiled step: their methods
+are pure JAX functions with static shapes (no Python branching on traced values), in the optax
+shape ``init(...) -> state`` / ``step(state, ..., key) -> (output, state)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from abc import ABC, abstractmethod
+import typing
+from abc import abstractmethod
 from typing import Any, ClassVar
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-@dataclasses.dataclass
-class EmptyConfig:
-    """A component without options."""
+OPTION = "edgefm_option"  # field metadata: "traced" | "static"
 
 
-class Component(ABC):
-    """Base of every plugin class."""
+def _as_array(dtype):
+    """A converter to a JAX array of ``dtype``. A value it cannot represent exactly (2.5 for an
+    integer option, a string, a bool) is kept as given, for the component's check to reject."""
+    integer = jnp.issubdtype(dtype, jnp.integer)
+
+    def convert(value):
+        if isinstance(value, jax.Array):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            return value
+        if integer and not (np.isfinite(value) and int(value) == value):
+            return value
+        return jnp.asarray(value, dtype=dtype)
+
+    return convert
+
+
+def _default(default):
+    if isinstance(default, list | dict):  # a fresh copy for every instance
+        return {"default_factory": lambda: type(default)(default)}
+    return {"default": default}
+
+
+def traced(default, *, dtype=float):
+    """A numeric option a sweep may change: stored as a JAX array of ``dtype`` (a traced leaf)."""
+    return eqx.field(converter=_as_array(dtype), metadata={OPTION: "traced"}, **_default(default))
+
+
+def static(default):
+    """An option that fixes shapes, loop bounds or code paths: changing it compiles another program.
+    Its value must be hashable (a tuple, not a list)."""
+    return eqx.field(static=True, metadata={OPTION: "static"}, **_default(default))
+
+
+def host(default):
+    """An option read on the host only (a placement's options, a failure model's schedule): the
+    compiled programs never see it, so changing it compiles nothing (`Component.for_engine`)."""
+    return eqx.field(metadata={OPTION: "host"}, **_default(default))
+
+
+def check_number(value, field: str, accepted: str, ok=lambda x: True) -> None:
+    """For ``__check_init__``: a `ConfigError` naming ``field`` unless ``value`` is a finite real
+    number (a Python number or a 0-d array, not a bool) that ``ok`` accepts. A traced value (a
+    component built inside a transformation, e.g. vmapped over an option) is not checked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    good = isinstance(value, int | float | np.number | jax.Array) and not isinstance(value, bool) and np.ndim(value) == 0
+    if not (good and np.isfinite(float(value)) and ok(float(value))):
+        from edgefm.errors import ConfigError
+
+        raise ConfigError(field, value.item() if isinstance(value, jax.Array) and value.ndim == 0 else value, accepted)
+
+
+def check_integer(value, field: str, low: int) -> None:
+    """For ``__check_init__``: a `ConfigError` naming ``field`` unless ``value`` is an integer >= low."""
+    check_number(value, field, f"an integer >= {low}", lambda x: x == int(x) and x >= low)
+    if isinstance(value, float) and not isinstance(value, jax.Array):  # 3.0 given where an integer is meant
+        from edgefm.errors import ConfigError
+
+        raise ConfigError(field, value, f"an integer >= {low}")
+
+
+def check_choice(value, field: str, accepted: tuple[str, ...]) -> None:
+    """For ``__check_init__``: a `ConfigError` naming ``field`` unless ``value`` is one of ``accepted``."""
+    if not isinstance(value, str) or value not in accepted:
+        from edgefm.errors import ConfigError
+
+        raise ConfigError(field, value, "one of: " + ", ".join(accepted))
+
+
+_CONFIGS: dict[type, type] = {}
+
+
+class _DerivedConfig:
+    """``cls.Config``: a dataclass with one field per option of ``cls`` (same name, type and default)."""
+
+    def __get__(self, obj, cls):
+        if cls not in _CONFIGS:
+            hints = typing.get_type_hints(cls)
+            fields = []
+            for f in dataclasses.fields(cls):
+                if OPTION not in f.metadata:
+                    continue
+                if f.default_factory is not dataclasses.MISSING:
+                    spec = dataclasses.field(default_factory=f.default_factory)
+                else:
+                    spec = dataclasses.field(default=f.default)
+                fields.append((f.name, hints.get(f.name, Any), spec))
+            config = dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+            config.__module__, config.__doc__ = cls.__module__, f"The options of {cls.__name__} ({cls.name!r})."
+            _CONFIGS[cls] = config
+        return _CONFIGS[cls]
+
+
+def options(component) -> dict[str, Any]:
+    """The options of a component as plain Python values (traced arrays as numbers)."""
+    out = {}
+    for f in dataclasses.fields(component):
+        if OPTION in f.metadata:
+            value = getattr(component, f.name)
+            out[f.name] = value.item() if isinstance(value, jax.Array) and value.ndim == 0 else value
+    return out
+
+
+class Component(eqx.Module):
+    """Base of every plugin component: an equinox Module whose fields are its options."""
 
     kind: ClassVar[str] = ""  # "placement" | "controller" | "channel" | "workload" | "failure"
     name: ClassVar[str] = ""
-    Config: ClassVar[type] = EmptyConfig
     description: ClassVar[str] = ""
+    Config: ClassVar[type] = _DerivedConfig()
 
-    def __init__(self, config: Any = None):
-        self.config = config if config is not None else self.Config()
+    @classmethod
+    def from_config(cls, config) -> Component:
+        """The component with the options of ``config`` (an instance of ``cls.Config``)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "name"})
 
-    def params(self) -> dict[str, float]:
-        """Numeric options that become traced leaves (a sweep over them does not recompile)."""
-        return {}
+    def for_engine(self) -> Component:
+        """This component as the compiled programs take it: its `host` options set to None (they
+        must not key a program; the engine never reads them)."""
+        hosted = [f.name for f in dataclasses.fields(self) if f.metadata.get(OPTION) == "host"]
+        if not hosted:
+            return self
+        copy = object.__new__(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(copy, f.name, None if f.name in hosted else getattr(self, f.name))
+        return copy
 
-    def static_key(self) -> tuple:
-        """Hashable description of everything that changes the compiled program."""
-        return (type(self).__module__, type(self).__qualname__)
+
+def preset(cls: type, name: str, description: str, **fixed) -> type:
+    """A registry entry named ``name`` that builds ``cls`` with the options ``fixed`` (which are then
+    not options of the entry). Two presets of one class share its compiled programs when the fixed
+    options are traced: ``proposed`` and ``propavg`` are Algorithm 1 with a traced flag for the
+    delay function. ``Entry(**options)`` and ``Entry.from_config(config)`` return a ``cls``."""
+    base = cls.Config
+    kept = [f for f in dataclasses.fields(base) if f.name not in fixed]
+    config = dataclasses.make_dataclass(
+        "".join(word.capitalize() for word in name.split("_")) + "Config",
+        [(f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory)) for f in kept],
+    )
+    config.__module__, config.__doc__ = cls.__module__, f"The options of {name!r} ({cls.__name__} with {fixed})."
+
+    def build(_cls, **options):
+        return cls(**fixed, **options)
+
+    def from_config(_cls, config):
+        return cls(**fixed, **{f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "name"})
+
+    return type(name, (), {
+        "__module__": cls.__module__, "__doc__": f"{description} ({cls.__name__} with {fixed}).",
+        "kind": cls.kind, "name": name, "description": description, "Config": config, "builds": cls,
+        "fixed": dict(fixed), "__new__": build, "from_config": classmethod(from_config),
+    })
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,7 +231,7 @@ class AbstractChannelModel(Component):
 
     kind = "channel"
 
-    def fading(self) -> str:
+    def fading_mode(self) -> str:
         """How an upload sees the channel (static, docs/SEMANTICS.md §2.2): ``"block"`` (the rate
         drawn in the arrival slot holds for the whole upload) or ``"per_slot"`` (the upload proceeds
         at each slot's rate). Default: ``"block"``."""
@@ -94,36 +241,39 @@ class AbstractChannelModel(Component):
         """``[U]`` MB/ms: the uplink rate of the mean-value embedding of the core placement (host,
         NumPy; MODEL §5: the rate at the mean channel gain); inf where the uplink takes no time.
         ``users`` has ``nakagami_m[U]`` and ``nakagami_omega[U]``. Default: the mean of 256 draws
-        of `uplink_rate` with the traced options of :meth:`params`."""
-        import jax
-
+        of `uplink_rate`."""
         keys = jax.random.split(jax.random.key(0), 256)
-        params = {k: jnp.asarray(v) for k, v in self.params().items()}
         users = {k: jnp.asarray(v, float) for k, v in users.items()}
-        rates = jax.vmap(lambda k: self.uplink_rate(k, users, params))(keys)
+        rates = jax.vmap(lambda k: self.uplink_rate(k, users))(keys)
         return np.asarray(jnp.mean(rates, axis=0), float)
 
     @abstractmethod
-    def uplink_rate(self, key, users, params) -> Any:
-        """Return ``[U]`` uplink rates in MB/ms for one slot.
+    def uplink_rate(self, key, users) -> Any:
+        """Return ``[U]`` uplink rates in MB/ms for one slot (traced).
 
-        ``users`` is a pytree with ``nakagami_m[U]`` and ``nakagami_omega[U]``; ``params`` is the
-        dict of traced numeric options from :meth:`params`. An infinite rate means no uplink delay.
-        """
+        ``users`` is a pytree with ``nakagami_m[U]`` and ``nakagami_omega[U]``. An infinite rate
+        means no uplink delay."""
 
 
 class AbstractWorkloadGenerator(Component):
-    """Draws the task arrivals of every (user, task type) for one slot (traced)."""
+    """Draws the task arrivals of every (user, task type) for one slot (traced).
+
+    A generator's option ``load`` (a `traced` number, default 1) scales every rate: the runner
+    sizes the engine's lists from it and from `peak_factor` (host side)."""
 
     kind = "workload"
+
+    def peak_factor(self) -> float:
+        """Largest ratio of the instantaneous to the mean arrival rate (host; sizes the lists)."""
+        return 1.0
 
     def init(self, key, rate) -> Any:
         """Initial state (a pytree); ``rate[U,N]`` tasks/ms at load 1x."""
         return ()
 
     @abstractmethod
-    def sample(self, state, key, rate, load, slot_ms, params) -> tuple[Any, Any]:
-        """Return ``(counts[U,N] int32, new_state)`` for one slot."""
+    def sample(self, state, key, rate, slot_ms) -> tuple[Any, Any]:
+        """Return ``(counts[U,N] int32, new_state)`` for one slot; ``rate[U,N]`` tasks/ms at load 1x."""
 
 
 @dataclasses.dataclass
@@ -152,9 +302,6 @@ class AbstractFailureModel(Component):
         handling altogether (the default model `none`)."""
         return True
 
-    def validate(self) -> None:
-        """Check the options (raise `ConfigError`); called before anything is compiled."""
-
     def schedule(self, scenario, *, total_slots: int, slot_ms: float) -> FailureSchedule:
         """The deterministic node and link states of every slot, and the nodes `sample` may fail.
         Default: everything up, no random failures. Unknown node or link names are a `ConfigError`."""
@@ -168,7 +315,7 @@ class AbstractFailureModel(Component):
         """Initial state of the random part (a pytree) for one realisation."""
         return ()
 
-    def sample(self, state, key, t, random_nodes, slot_ms, params) -> tuple[Any, Any]:
+    def sample(self, state, key, t, random_nodes, slot_ms) -> tuple[Any, Any]:
         """``(up[V] bool, new_state)`` for slot t (traced); ``random_nodes[V]`` from `schedule`."""
         return jnp.ones(random_nodes.shape, bool), state
 
@@ -187,10 +334,7 @@ class AbstractController(Component):
         """Return ``(Action, new_state)`` for one boundary (traced, static shapes).
 
         ``obs`` is an `edgefm.sim.types.Observation`; ``ctx = (sizes, arrays)`` gives the static
-        `SimSizes` and the instance's `ScenarioArrays`; ``params`` is the `SimParams` (this
-        controller's options are ``params.controller``); ``key`` is this slot's controller key.
+        `SimSizes` and the instance's `ScenarioArrays`; ``params`` is the `SimParams` (the slot
+        length, y_max); the controller's own options are its fields; ``key`` is this slot's
+        controller key.
         """
-
-    def reference(self):
-        """The plain-Python counterpart used by `edgefm.reference`, or None."""
-        return None

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from edgefm.errors import ConfigError
+from edgefm.interfaces import options as component_options
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
 from edgefm.sim.rollout import simulate
@@ -75,7 +76,7 @@ def validate_sim(sim) -> None:
         value = getattr(sim, name)
         if not (int(value) == value and value >= 0):
             raise ConfigError(f"sim.{name}", value, "an integer >= 0 (0 = sized automatically)")
-    batch = getattr(sim, "batch", None)
+    batch = sim.batch
     if batch is not None and not (int(batch) == batch and batch >= 0):
         raise ConfigError("sim.batch", batch, "null (automatic) or an integer >= 0 (0 = all realisations at once)")
     if not (int(sim.chunk_slots) == sim.chunk_slots and sim.chunk_slots >= 0):
@@ -147,7 +148,7 @@ def solve_placements(scenarios, placement, slot_ms: float, channel=None):
     With a ``channel``, a solver that accepts it gets ``uplink_rate`` [U] MB/ms, the channel's
     mean-value rate (`AbstractChannelModel.mean_rate`; inf: the uplink takes no time)."""
     reuse = bool(getattr(placement, "reusable", lambda: False)())
-    options = repr(getattr(placement, "config", None))
+    options = repr(sorted(component_options(placement).items()))
     pass_rate = channel is not None and _accepts_uplink_rate(placement)
     results = []
     for sc in scenarios:
@@ -192,6 +193,11 @@ def failure_schedules(scenarios, failure, sim):
     return schedules
 
 
+def workload_load(workload) -> float:
+    """The workload's load multiplier (its option ``load``; 1 for a generator without one)."""
+    return float(getattr(workload, "load", 1.0))
+
+
 @contextlib.contextmanager
 def _progress_bar(show: bool, what: str):
     """A rich progress bar over the slots on stderr (compiling first), or None."""
@@ -213,11 +219,7 @@ def _progress_bar(show: bool, what: str):
 
 def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None, placement_info=None) -> EngineRun:
     """Solve the placement (unless `x_core` is given), then simulate every realisation of every instance."""
-    validate_sim(sim)
-    for c in (components.workload, components.channel, components.controller, components.failure,
-              components.placement):
-        if c is not None and hasattr(c, "validate"):
-            c.validate()
+    validate_sim(sim)  # the components checked their options when they were made
     schedules = failure_schedules(scenarios, components.failure, sim)  # names checked before any solve
     seconds = {}
     t0 = time.perf_counter()
@@ -225,14 +227,11 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
         x_core, placement_info = solve_placements(scenarios, components.placement, float(sim.slot_ms),
                                                   components.channel)
     seconds["placement"] = time.perf_counter() - t0
-    load = float(getattr(components.workload.config, "load", 1.0))
-    peak = float(components.workload.peak_factor()) if hasattr(components.workload, "peak_factor") else 1.0
-    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=peak, failures=failing(components.failure))
+    load = workload_load(components.workload)
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=float(components.workload.peak_factor()),
+                          failures=failing(components.failure))
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T, schedules)
-    params = make_params(
-        sim, load=load, channel=components.channel, workload=components.workload, controller=components.controller,
-        failure=components.failure,
-    )
+    params = make_params(sim)
     keys = realisation_keys(int(seed), len(scenarios), int(sim.realisations))
     t0 = time.perf_counter()
     show = bool(sim.progress) and sys.stderr.isatty()
@@ -240,7 +239,7 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     with _progress_bar(show, f"{len(scenarios)} x {int(sim.realisations)} realisations, {sizes.T} slots") as progress:
         out = simulate(keys, arrays, params, sizes, components.channel, components.workload, components.controller,
                        chunk_slots=chunk, progress=progress, failure=components.failure,
-                       batch=None if getattr(sim, "batch", None) is None else int(sim.batch))
+                       batch=None if sim.batch is None else int(sim.batch))
         out = jax.tree.map(np.asarray, jax.block_until_ready(out))
     seconds["simulate"] = time.perf_counter() - t0
     overflow = int(np.sum(out["list_overflow"]))

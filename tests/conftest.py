@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 import edgefm  # noqa: F401  (turns on x64)
+from edgefm.interfaces import options
 from edgefm.runner import SimSettings, failure_schedules
 from edgefm.scenario import build_scenarios, load_spec
 from edgefm.sim import TRACE_COUNTER, exogenous_samples, failure_samples, simulate
-from edgefm.sim import rollout as _rollout
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, slice_instance, stack_arrays
 from edgefm.sim.step import failing
@@ -108,22 +108,34 @@ _RUNS: dict = {}
 RUN_LOG: list = []  # every EngineCase made in this session, in order
 
 
+def with_load(workload, load: float):
+    """``workload`` with its option ``load`` set to ``load`` (a traced option: the same program); a
+    generator without the option runs at 1x only."""
+    opts = options(workload)
+    if "load" not in opts:
+        assert float(load) == 1.0, f"{type(workload).__name__} has no option load"
+        return workload
+    return type(workload)(**{**opts, "load": float(load)})
+
+
 def run_case(scenarios, x_core, sim, *, load, seed, realisations, channel, workload, controller, exo_key=None,
              failure=None):
-    """Simulate (not memoised); records the trace count and whether a program was compiled."""
-    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0,
+    """Simulate (not memoised) with ``workload`` at ``load``; records the trace count and whether
+    a program was compiled."""
+    workload = with_load(workload, load)
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=workload.peak_factor(),
                           failures=failing(failure))
     schedules = failure_schedules(scenarios, failure, sim)
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T, schedules)
-    params = make_params(sim, load=load, channel=channel, workload=workload, controller=controller, failure=failure)
+    params = make_params(sim)
     keys = realisation_keys(seed, len(scenarios), realisations)
-    traces0, programs0 = TRACE_COUNTER["step"], len(_rollout._COMPILED)
+    traces0, programs0 = TRACE_COUNTER["step"], TRACE_COUNTER["program"]
     out = simulate(keys, arrays, params, sizes, channel, workload, controller, failure=failure)
     out = jax.tree.map(np.asarray, jax.block_until_ready(out))
     case = EngineCase(
         scenarios=list(scenarios), x_core=list(x_core), sim=sim, load=load, seed=seed, channel=channel,
         workload=workload, controller=controller, sizes=sizes, arrays=arrays, params=params, keys=keys,
-        out=out, traces=TRACE_COUNTER["step"] - traces0, new_program=len(_rollout._COMPILED) > programs0,
+        out=out, traces=TRACE_COUNTER["step"] - traces0, new_program=TRACE_COUNTER["program"] > programs0,
         exo_key=exo_key, failure=failure, schedules=schedules,
     )
     RUN_LOG.append(case)

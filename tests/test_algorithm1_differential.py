@@ -43,8 +43,8 @@ PROPAVG = PropAvgController()
 # the options are static: each pair is a program of its own
 DRAIN = dict(instance_ready="drain")
 AUTHORS = dict(instance_ready="max_input", candidates="least_occupied")
-PROPOSED_DRAIN = ProposedController(LyapunovConfig(**DRAIN))
-PROPOSED_AUTHORS = ProposedController(LyapunovConfig(**AUTHORS))
+PROPOSED_DRAIN = ProposedController(**DRAIN)
+PROPOSED_AUTHORS = ProposedController(**AUTHORS)
 OBJECTIVE_RTOL = 1e-9
 FINISH_TOL_MS = 1e-4
 
@@ -66,7 +66,7 @@ def decision_runs(engine_tools):
     for name, (options, load) in DECISION_CASES.items():
         key = tuple(sorted(options.items()))
         if key not in recording:
-            recording[key] = RecordingController(ProposedController(LyapunovConfig(**options)))
+            recording[key] = RecordingController(ProposedController(**options))
         runs[name] = engine_tools.run_case(scs, x_core, sim, load=load, seed=3, realisations=1, channel=CHANNEL,
                                            workload=WORKLOAD, controller=recording[key])
     return runs

@@ -226,7 +226,7 @@ BAD_INPUT = {
 def test_bad_input_ends_with_one_line_and_status_2_before_compiling(case, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("EDGEFM_TRACEBACK", raising=False)
     overrides, expected = BAD_INPUT[case]
-    compiled, traced = len(rollout._COMPILED), rollout.TRACE_COUNTER["step"]
+    compiled, traced = rollout.TRACE_COUNTER["program"], rollout.TRACE_COUNTER["step"]
     t0 = time.perf_counter()
 
     status = main(["debug=default", f"hydra.run.dir={tmp_path / 'run'}", *overrides])
@@ -239,7 +239,7 @@ def test_bad_input_ends_with_one_line_and_status_2_before_compiling(case, tmp_pa
     for text in expected:
         assert text in lines[0], (text, lines[0])
     assert elapsed < 10
-    assert (len(rollout._COMPILED), rollout.TRACE_COUNTER["step"]) == (compiled, traced)
+    assert (rollout.TRACE_COUNTER["program"], rollout.TRACE_COUNTER["step"]) == (compiled, traced)
     assert not (tmp_path / "run" / "results.nc").exists()
 
 

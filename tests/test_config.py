@@ -18,7 +18,8 @@ from edgefm.cli import make_component, sim_settings
 from edgefm.config.scenario import ScenarioSpec
 from edgefm.config.schema import CoreDispatch, EdgefmConfig, OutputConfig, SimConfig, default_config_dir, register_all
 from edgefm.errors import ConfigError, PluginError
-from edgefm.interfaces import AbstractController
+from edgefm.interfaces import AbstractController, traced
+from edgefm.interfaces import options as component_options
 from edgefm.plugins import KINDS, Registry, config_schema, register_configs
 from edgefm.runner import SimSettings
 
@@ -91,8 +92,11 @@ def test_every_option_of_every_group_composes_to_its_schema(registry, group):
             assert node.name == option
             assert issubclass(OmegaConf.get_type(node), cls.Config)
             component = make_component(registry, group, node)
-            assert type(component) is cls
-            assert type(component.config) is cls.Config  # built without the `name` field
+            assert type(component) is getattr(cls, "builds", cls)  # a preset builds its class
+            # built without the `name` field, with the node's options
+            values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+            assert {k: component_options(component)[k] for k in values} == {
+                k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in values.items()}
         else:
             expected = {"scenario": ScenarioSpec, "sim": SimConfig, "output": OutputConfig}[group]
             assert OmegaConf.get_type(node) is expected, (group, option)
@@ -217,14 +221,10 @@ def test_sim_schema_has_the_fields_and_defaults_of_the_runner_settings():
 # Component schemas: a `name` field, and an option for a plugin without YAML
 
 
-@dataclasses.dataclass
-class GainConfig:
-    gain: float = 1.5
-
-
 class ThirdPartyController(AbstractController):
     name = "third_party_ctrl"
-    Config = GainConfig
+
+    gain: float = traced(1.5)
 
     def act(self, state, obs, ctx, params, key):
         return None, state
@@ -233,7 +233,7 @@ class ThirdPartyController(AbstractController):
 def test_config_schema_adds_the_plugin_name_and_keeps_the_fields():
     schema = config_schema("controller", ThirdPartyController)
 
-    assert issubclass(schema, GainConfig) and schema.__name__ == "GainConfig"
+    assert issubclass(schema, ThirdPartyController.Config) and schema.__name__ == "ThirdPartyControllerConfig"
     assert [f.name for f in dataclasses.fields(schema)] == ["gain", "name"]
     assert schema().name == "third_party_ctrl" and schema().gain == 1.5
 
@@ -272,10 +272,10 @@ def test_a_third_party_plugin_without_yaml_is_a_group_option(registry, tmp_path)
         assert "third_party_ctrl.yaml" in cs.list("controller")
 
         cfg = compose_with(["controller=third_party_ctrl", "controller.gain=2.5"])
-        assert OmegaConf.get_type(cfg.controller).__name__ == "GainConfig"
+        assert OmegaConf.get_type(cfg.controller).__name__ == "ThirdPartyControllerConfig"
         assert cfg.controller.name == "third_party_ctrl"
         component = make_component(third, "controller", cfg.controller)
-        assert isinstance(component, ThirdPartyController) and component.config == GainConfig(gain=2.5)
+        assert isinstance(component, ThirdPartyController) and float(component.gain) == 2.5
         with pytest.raises(ConfigCompositionException):
             compose_with(["controller=third_party_ctrl", "controller.gian=2.5"])
     finally:
@@ -303,7 +303,7 @@ def test_a_yaml_file_takes_precedence_over_the_generated_option(tmp_path):
 def test_every_preset_sets_every_closure_and_paper_is_every_default(registry):
     """Each preset states every field of `ClosuresConfig`; `paper` equals the schema's defaults and
     the defaults of the Python API (a run without Hydra runs the default preset)."""
-    from edgefm_channels import NakagamiConfig
+    from edgefm_channels import NakagamiChannel
     from edgefm_lyapunov import LyapunovConfig
     from edgefm_milp_scip.milp import MilpConfig
 
@@ -318,7 +318,7 @@ def test_every_preset_sets_every_closure_and_paper_is_every_default(registry):
     assert paper == dataclasses.asdict(ClosuresConfig())
     sim, milp, ctrl = SimSettings(), MilpConfig(), LyapunovConfig()
     python_api = dict(
-        fading=NakagamiConfig().fading, root_ready=sim.root_ready, light_order=sim.light_order,
+        fading=NakagamiChannel.Config().fading, root_ready=sim.root_ready, light_order=sim.light_order,
         core_dispatch=sim.core_dispatch, instance_ready=ctrl.instance_ready, candidates=ctrl.candidates,
         light_reserve=milp.reserve, plan_load=milp.plan_load, target_utilisation=milp.target_utilisation,
         arrival_ms=sim.arrival_ms, drain_ms=sim.drain_ms,

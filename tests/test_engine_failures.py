@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import CHANNEL, HORIZON, LBRR, REALISATIONS, WORKLOAD, engine_run, run_case, scenario_instances, sim_settings
-from edgefm_failures import NodeDown, NodeDownConfig, RandomFailureConfig, RandomFailures
+from edgefm_failures import NodeDown, RandomFailures
 from edgefm_lyapunov import ProposedController
 
 from edgefm.reference import make_controller, simulate_reference
@@ -24,8 +24,8 @@ FINISH_TOL_MS = 1e-4
 LOAD = 1.0
 SEED = 0  # with the standard horizon of the small scenario: the run without failures is `engine_run("small")`
 # nodes of the small scenario: ED1, ED2, ES1 with links ED1-ES1, ED2-ES1
-RANDOM = RandomFailures(RandomFailureConfig(mtbf_ms=60.0, mttr_ms=15.0))  # every node ~20 % of the time down
-ISOLATE_ED1 = NodeDown(NodeDownConfig(nodes=["ED1"], start_ms=30.0, duration_ms=50.0, isolate=True))
+RANDOM = RandomFailures(mtbf_ms=60.0, mttr_ms=15.0)  # every node ~20 % of the time down
+ISOLATE_ED1 = NodeDown(nodes=["ED1"], start_ms=30.0, duration_ms=50.0, isolate=True)
 PROPOSED = ProposedController()
 
 CASES = {
@@ -131,14 +131,13 @@ def test_latency_breakdown_agrees_with_the_reference(compared):
 
 def _rerun(case, failure):
     """The same run with another random failure model: only traced options change (no compile)."""
-    params = make_params(case.sim, load=LOAD, channel=CHANNEL, workload=WORKLOAD, controller=case.controller,
-                         failure=failure)
+    params = make_params(case.sim)
     from edgefm.sim import simulate
     from edgefm.sim.prepare import stack_arrays
 
     schedules = failure_schedules(case.scenarios, failure, case.sim)
     arrays = stack_arrays(case.scenarios, case.x_core, case.sizes.Ic, case.sizes.T, schedules)
-    out = simulate(case.keys, arrays, params, case.sizes, CHANNEL, WORKLOAD, case.controller, failure=failure)
+    out = simulate(case.keys, arrays, params, case.sizes, case.channel, case.workload, case.controller, failure=failure)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -146,7 +145,7 @@ def test_a_failure_model_that_fails_nothing_changes_nothing():
     """The failure code path with nothing failing (MTBF of 10^15 ms) gives the run without a failure
     model, bit for bit (and the model `none` skips the failure handling altogether)."""
     case = failure_run("random-lbrr")
-    out = _rerun(case, RandomFailures(RandomFailureConfig(mtbf_ms=1e15, mttr_ms=15.0)))
+    out = _rerun(case, RandomFailures(mtbf_ms=1e15, mttr_ms=15.0))
     assert out["node_up"].all() and not out["jobs_lost"].any()
     plain = engine_run("small")  # the same scenario, placement, horizon, seeds and components, no failure model
     assert (plain.seed, plain.R, plain.load, plain.sim.core_dispatch) == (SEED, REALISATIONS, LOAD, "earliest_start")
@@ -158,7 +157,7 @@ def test_a_node_down_from_the_start_is_never_used():
     """ED2 fails before any arrival and never recovers (MTBF 10^-9 ms, MTTR 10^15 ms, only ED2): no
     light instance on it, no job lost (none is ever placed there), and tasks still finish."""
     case = failure_run("random-lbrr")
-    out = _rerun(case, RandomFailures(RandomFailureConfig(mtbf_ms=1e-9, mttr_ms=1e15, nodes=["ED2"])))
+    out = _rerun(case, RandomFailures(mtbf_ms=1e-9, mttr_ms=1e15, nodes=["ED2"]))
     node_up = out["node_up"][0]  # [R,T,V]
     assert not node_up[:, :, 1].any() and node_up[:, :, [0, 2]].all()
     assert not out["x_light"][0][:, :, 1].any()
@@ -180,11 +179,11 @@ def test_random_failures_follow_the_two_state_markov_chain():
 
     scs, x_core = scenario_instances("small")
     sim = sim_settings(rule="earliest_start", arrival_ms=60.0, drain_ms=60.0)
-    failure = RandomFailures(RandomFailureConfig(mtbf_ms=40.0, mttr_ms=10.0, nodes=["ED1", "ES1"]))
+    failure = RandomFailures(mtbf_ms=40.0, mttr_ms=10.0, nodes=["ED1", "ES1"])
     sizes = compute_sizes(scs, x_core, sim, load=LOAD, peak_factor=1.0, failures=True)
     schedules = failure_schedules(scs, failure, sim)
     arrays = slice_instance(stack_arrays(scs, x_core, sizes.Ic, sizes.T, schedules), 0)
-    params = make_params(sim, load=LOAD, channel=CHANNEL, workload=WORKLOAD, controller=LBRR, failure=failure)
+    params = make_params(sim)
     keys = realisation_keys(3, 1, 4000)[0]
     up = np.asarray(jax.jit(jax.vmap(lambda k: failure_samples(k, arrays, params, sizes, failure)))(keys))
     assert up.shape == (4000, sizes.T, 3) and up.dtype == bool

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -226,11 +227,11 @@ def test_the_step_is_traced_once_per_compiled_program(engine, engine_tools):
     for c in engine_tools.log:
         assert c.traces == (1 if c.new_program else 0), (c.sizes, c.controller, c.traces, c.new_program)
     # other traced parameters within the same size class: a different load and seed
-    programs, traces = len(rollout._COMPILED), TRACE_COUNTER["step"]
+    programs, traces = TRACE_COUNTER["program"], TRACE_COUNTER["step"]
     other = engine_tools.run_case(base.scenarios, base.x_core, base.sim, load=0.6, seed=7, realisations=base.R,
                      channel=base.channel, workload=base.workload, controller=base.controller)
     assert other.sizes == base.sizes
-    assert TRACE_COUNTER["step"] == traces and len(rollout._COMPILED) == programs
+    assert TRACE_COUNTER["step"] == traces and TRACE_COUNTER["program"] == programs
     assert other.traces == 0 and not other.new_program
     assert other.out["tasks_arrived"].sum() < 0.8 * base.out["tasks_arrived"].sum()  # the load did change
 
@@ -298,7 +299,7 @@ class OneTaskWorkload(AbstractWorkloadGenerator):
     def init(self, key, rate):
         return jnp.zeros((), jnp.int32)  # slot index
 
-    def sample(self, state, key, rate, load, slot_ms, params):
+    def sample(self, state, key, rate, slot_ms):
         counts = jnp.zeros(rate.shape, jnp.int32).at[0, 0].set(jnp.where(state == 0, 1, 0))
         return counts, state + 1
 
@@ -443,7 +444,8 @@ def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
     assert all(np.unique(b[np.isfinite(b)], return_counts=True)[1].max() >= 2 for b in boundary)
     for name in ("COMPLETION_CHUNK", "DISPATCH_CHUNK", "APPLY_CHUNK", "EXECUTE_CHUNK", "ENQUEUE_CHUNK"):
         monkeypatch.setattr(step, name, 1)
-    monkeypatch.setattr(rollout, "_COMPILED", {})  # a program traced with the small chunks
+    # a program traced with the small chunks (a fresh jit of the same function: nothing cached)
+    monkeypatch.setattr(rollout, "_whole_program", eqx.filter_jit(rollout._whole))
     out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller)
     assert_same_results(out, case.out)
 

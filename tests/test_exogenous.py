@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,8 @@ from scipy import integrate, stats
 import edgefm  # noqa: F401  (turns on x64)
 from edgefm.errors import ConfigError
 from edgefm.random import gamma
-from edgefm_channels import NakagamiChannel, NakagamiConfig, OffChannel, RayleighChannel
-from edgefm_workloads import MMPPConfig, MMPPWorkload, PoissonConfig, PoissonWorkload
+from edgefm_channels import NakagamiChannel, OffChannel, RayleighChannel
+from edgefm_workloads import MMPPWorkload, PoissonWorkload
 
 Z = 5.0
 
@@ -44,23 +45,22 @@ N_SLOTS = 40_000
 USERS = {"nakagami_m": jnp.array([0.75, 1.5, 3.0]), "nakagami_omega": jnp.array([0.5, 1.0, 2.0])}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _rates(channel, keys, params):
-    return jax.vmap(lambda k: channel.uplink_rate(k, USERS, params))(keys)
+@eqx.filter_jit
+def _rates(channel, keys):
+    return jax.vmap(lambda k: channel.uplink_rate(k, USERS))(keys)
 
 
 def draw_rates(channel, n=N_SLOTS, seed=0):
-    """[n, U] rates of n independent slots; one compilation per channel instance."""
-    params = {k: jnp.asarray(v) for k, v in channel.params().items()}
-    return np.asarray(_rates(channel, jax.random.split(jax.random.key(seed), n), params)), params
+    """[n, U] rates of n independent slots; one compilation per channel class and static options."""
+    return np.asarray(_rates(channel, jax.random.split(jax.random.key(seed), n))), channel
 
 
-def gain_of(rates, params):
+def gain_of(rates, channel):
     """Invert rate = B log2(1 + snr0 g)."""
-    return (np.exp2(rates / float(params["bandwidth"])) - 1.0) / float(params["snr0"])
+    return (np.exp2(rates / float(channel.bandwidth)) - 1.0) / float(channel.snr0)
 
 
-NAKAGAMI = NakagamiChannel(NakagamiConfig(bandwidth=0.25, snr0=4.0))
+NAKAGAMI = NakagamiChannel(bandwidth=0.25, snr0=4.0)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def nakagami():
 
 @pytest.fixture(scope="module")
 def rayleigh():
-    return draw_rates(RayleighChannel(NakagamiConfig(bandwidth=0.125, snr0=1.0)), seed=1)
+    return draw_rates(RayleighChannel(bandwidth=0.125, snr0=1.0), seed=1)
 
 
 def test_nakagami_power_gain_has_mean_omega_and_variance_omega2_over_m(nakagami):
@@ -93,7 +93,7 @@ def test_nakagami_power_gain_follows_its_gamma_law(nakagami):
 
 def test_nakagami_mean_rate_matches_the_integral_over_the_gamma_law(nakagami):
     rates, params = nakagami
-    B, snr0 = float(params["bandwidth"]), float(params["snr0"])
+    B, snr0 = float(params.bandwidth), float(params.snr0)
     for u, (m, omega) in enumerate(zip(np.asarray(USERS["nakagami_m"]), np.asarray(USERS["nakagami_omega"]))):
         law = stats.gamma(m, scale=omega / m)
 
@@ -134,14 +134,11 @@ def test_channel_draws_depend_on_the_key_only():
 RATE = jnp.array([[0.2, 0.5], [1.0, 3.0]])  # tasks/ms, [U,N]
 
 
-POISSON = PoissonWorkload(PoissonConfig())
-
-
-@jax.jit
+@eqx.filter_jit
 def _poisson_counts(keys, load, slot_ms):
-    params = {k: jnp.asarray(v) for k, v in POISSON.params().items()}
-    state = POISSON.init(jax.random.key(0), RATE)
-    return jax.vmap(lambda k: POISSON.sample(state, k, RATE, load, slot_ms, params)[0])(keys)
+    workload = PoissonWorkload(load=load)  # the load is a traced option: one compilation for every load
+    state = workload.init(jax.random.key(0), RATE)
+    return jax.vmap(lambda k: workload.sample(state, k, RATE, slot_ms)[0])(keys)
 
 
 @pytest.mark.parametrize("load, slot_ms", [(1.0, 1.0), (0.7, 0.5)])
@@ -155,7 +152,7 @@ def test_poisson_counts_have_mean_and_variance_lambda_load_dt(load, slot_ms):
     within(counts.var(0, ddof=1), mu, np.sqrt((mu + 2 * mu**2) / n), "variance of the count")  # mu4 - s^4
 
 
-MMPP = MMPPConfig(load=0.8, burst_factor=4.0, burst_fraction=0.2, mean_burst_ms=10.0)
+MMPP = MMPPWorkload(load=0.8, burst_factor=4.0, burst_fraction=0.2, mean_burst_ms=10.0)
 MMPP_SLOT_MS = 0.5
 MMPP_CHAINS, MMPP_SLOTS = 6_000, 50
 
@@ -164,15 +161,13 @@ MMPP_CHAINS, MMPP_SLOTS = 6_000, 50
 def mmpp_paths():
     """States [C,T+1,U] (state before each slot, and after the last) and counts [C,T,U,N] of
     MMPP_CHAINS independent chains."""
-    wl = MMPPWorkload(MMPP)
-    wl.validate()
-    params = {k: jnp.asarray(v) for k, v in wl.params().items()}
+    wl = MMPP
 
     def chain(key):
         k0, k1 = jax.random.split(key)
 
         def body(state, t):
-            counts, new = wl.sample(state, jax.random.fold_in(k1, t), RATE, MMPP.load, MMPP_SLOT_MS, params)
+            counts, new = wl.sample(state, jax.random.fold_in(k1, t), RATE, MMPP_SLOT_MS)
             return new, (state, counts)
 
         s0 = wl.init(k0, RATE)
@@ -250,18 +245,20 @@ def test_mmpp_mean_burst_sojourn(mmpp_paths):
 )
 def test_mmpp_validation_names_the_field(changes, field):
     with pytest.raises(ConfigError, match=rf"^{field} = ") as err:
-        MMPPWorkload(MMPPConfig(**changes)).validate()
+        MMPPWorkload(**changes)
+    with pytest.raises(ConfigError, match=rf"^{field} = "):  # the schema path of a config group
+        MMPPWorkload.from_config(MMPPWorkload.Config(**changes))
     assert err.value.field == field
 
 
 def test_mmpp_burst_factor_at_its_bound_is_accepted():
-    MMPPWorkload(MMPPConfig(burst_factor=10.0, burst_fraction=0.1)).validate()  # f_low = 0
+    MMPPWorkload(burst_factor=10.0, burst_fraction=0.1)  # f_low = 0
 
 
 @pytest.mark.parametrize("load", [-0.5, float("inf"), float("nan")])
 def test_poisson_validation_names_the_field(load):
     with pytest.raises(ConfigError, match=r"^workload\.load = "):
-        PoissonWorkload(PoissonConfig(load=load)).validate()
+        PoissonWorkload(load=load)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -3,10 +3,12 @@ reproducibility, config, and one end-to-end engine run on the small scenario."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from types import SimpleNamespace
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,18 +17,18 @@ from omegaconf import OmegaConf
 
 import edgefm  # noqa: F401  (x64)
 from edgefm.errors import ConfigError
+from edgefm.interfaces import OPTION
 from edgefm.io import get_variable
 from edgefm.plugins import Registry
 from edgefm.runner import Components, SimSettings, run_engine
 from edgefm.scenario import build_scenarios, load_spec
 from edgefm.sim import TRACE_COUNTER, simulate
-from edgefm.sim import rollout
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import make_params, stack_arrays
 from edgefm.sim.types import Observation
 from edgefm_baselines import LeastLoadedPlacement
 from edgefm_channels import NakagamiChannel
-from edgefm_ga import GAConfig, GAController
+from edgefm_ga import GAController
 from edgefm_ga.controller import Problem, alive_of, evolve, fitness, prepare, repair, route
 from edgefm_workloads import PoissonWorkload
 
@@ -77,7 +79,7 @@ def hand_case():
         task_alive=jnp.zeros(2, bool), task_arrival=jnp.zeros(2), task_type_buf=jnp.zeros(2, jnp.int64),
     )
     free = jnp.zeros((V, Ml, X)).at[0, 0, 0].set(13.0)
-    params = SimpleNamespace(y_max=jnp.asarray(Y, jnp.int32), slot_ms=jnp.asarray(DT), controller={"mutation": jnp.asarray(0.1)})
+    params = SimpleNamespace(y_max=jnp.asarray(Y, jnp.int32), slot_ms=jnp.asarray(DT))  # SimParams: the options are the controller's
     return sizes, arrays, obs, free, params
 
 
@@ -120,7 +122,7 @@ def test_fitness_by_hand(hand):
 
 def test_act_decodes_the_best_genome(hand):
     sizes, arrays, obs, free, params, pb = hand
-    ctrl = GAController(GAConfig(max_stages_per_service=4))
+    ctrl = GAController(max_stages_per_service=4)
     act = jax.jit(lambda key: ctrl.act(free, obs, (sizes, arrays), params, key))
     action, new_free = act(jax.random.key(0))
     counts = np.asarray(action.alive).sum(-1)  # [V,Ml]
@@ -281,18 +283,35 @@ def test_same_key_same_decision_different_key_may_differ(brute):
 
 
 # ------------------------------------------------------------------------------------------------
+STATIC = {"population", "generations", "max_add", "elite_fraction", "max_stages_per_service"}
+
+
+def traced_options(ctrl) -> dict[str, float]:
+    """The controller's array leaves (its traced options), as numbers; static fields stay in the
+    tree structure of both halves of the partition, so they are not array leaves."""
+    arrays, _ = eqx.partition(ctrl, eqx.is_array)
+    leaves = {f.name: getattr(arrays, f.name) for f in dataclasses.fields(ctrl)}
+    return {k: float(v) for k, v in leaves.items() if eqx.is_array(v)}
+
+
 def test_config_validation_and_yaml():
     ctrl = GAController()
-    assert ctrl.params() == {"mutation": 0.1} and ctrl.elite == 5
+    # mutation is the only traced option (a float64 scalar leaf); the others are static fields
+    assert traced_options(ctrl) == {"mutation": 0.1} and ctrl.elite == 5
+    assert ctrl.mutation.shape == () and ctrl.mutation.dtype == jnp.float64
+    fields = {f.name: f for f in dataclasses.fields(GAController)}
+    assert {n for n, f in fields.items() if f.metadata.get(OPTION) == "static" and f.metadata.get("static")} == STATIC
+    assert {n for n, f in fields.items() if f.metadata.get(OPTION) == "traced"} == {"mutation"}
     for field, value in [("population", 1), ("generations", -1), ("max_add", 0), ("mutation", 1.5),
                          ("elite_fraction", 1.0), ("elite_fraction", 0.05), ("max_stages_per_service", 0),
                          ("population", 2.5)]:
         with pytest.raises(ConfigError) as err:
-            GAController(GAConfig(**{field: value}))
+            GAController(**{field: value})
         assert err.value.field == f"controller.{field}"
     node = OmegaConf.load(CONF / "controller" / "ga.yaml")
     yaml = {k: v for k, v in node.items() if k != "defaults"}
-    assert yaml == {f: getattr(GAConfig(), f) for f in GAConfig.__dataclass_fields__}
+    assert yaml == {f.name: getattr(GAController.Config(), f.name) for f in dataclasses.fields(GAController.Config)}
+    assert set(yaml) == STATIC | {"mutation"}
     assert list(node.defaults) == ["base_ga", "_self_"]
     registry = Registry.default()
     assert registry.resolve("controller", "ga") is GAController
@@ -307,7 +326,7 @@ def test_config_validation_and_yaml():
         cfg = compose("config", overrides=["controller=ga", "controller.mutation=0.25"])
         bad = compose("config", overrides=["controller=ga", "controller.population=1"])
     ctrl = make_component(registry, "controller", cfg.controller)
-    assert isinstance(ctrl, GAController) and ctrl.params() == {"mutation": 0.25} and ctrl.config.generations == 30
+    assert isinstance(ctrl, GAController) and traced_options(ctrl) == {"mutation": 0.25} and ctrl.generations == 30
     with pytest.raises(ConfigError, match="controller.population"):
         make_component(registry, "controller", bad.controller)
     var = get_variable("ga_fitness")
@@ -357,7 +376,23 @@ def test_engine_run_is_valid(e2e):
     fit = o["ga_fitness"]
     assert fit.shape == (1, 2, T) and np.all(np.isfinite(fit))
     assert np.all(fit[0] >= o["cost_light_slot"][0] - 1e-9)
-    assert np.all(fit[0][o["arrivals"][0].sum((2, 3)) > 0] > 0)
+    # a slot in which a light stage waits has a positive fitness (its delay or deferral charge): a
+    # task's roots wait from the first boundary at or after its upload ends (the default closures,
+    # SEMANTICS §2.3; block fading: end = t + A_n / rate[t, u]); the types with a light root count
+    light_root = {n for n in range(sc.num_types) for s in sc.stages_of(n)
+                  if (sc.stage_parents[n, s] < 0).all() and not sc.service_is_core[sc.stage_service[n, s]]}
+    assert light_root
+    dt = 1.0  # sim.slot_ms of the e2e run
+    checked = 0
+    for r in range(2):
+        for t, u, n in zip(*np.nonzero(o["arrivals"][0, r])):
+            if n not in light_root:
+                continue
+            ready = int(np.ceil((t * dt + sc.input_size[n] / o["uplink_rate"][0, r, t, u]) / dt - 1e-12))
+            if ready < T:
+                assert fit[0, r, ready] > 0, (r, t, u, n, ready)
+                checked += 1
+    assert checked > 20
 
 
 def test_dataset_carries_ga_fitness(e2e):
@@ -376,13 +411,14 @@ def test_dataset_carries_ga_fitness(e2e):
 def test_mutation_is_traced(e2e):
     """A different mutation rate reuses the compiled program (and changes the decisions)."""
     run, comps, sim = e2e
-    other = GAController(GAConfig(mutation=0.5))
+    other = GAController(mutation=0.5)
     arrays = stack_arrays(run.scenarios, run.x_core, run.sizes.Ic, run.sizes.T)
-    params = make_params(sim, load=1.0, channel=comps.channel, workload=comps.workload, controller=other)
-    programs, traces = len(rollout._COMPILED), TRACE_COUNTER["step"]
+    params = make_params(sim)
+    programs, traces = TRACE_COUNTER["program"], TRACE_COUNTER["step"]
+    assert programs > 0 and traces > 0  # the e2e run was traced and counted
     out = simulate(realisation_keys(0, 1, 2), arrays, params, run.sizes, comps.channel, comps.workload, other)
     out = jax.tree.map(np.asarray, out)
-    assert len(rollout._COMPILED) == programs and TRACE_COUNTER["step"] == traces
+    assert TRACE_COUNTER["program"] == programs and TRACE_COUNTER["step"] == traces
     np.testing.assert_array_equal(out["arrivals"], run.outputs["arrivals"])
     np.testing.assert_array_equal(out["invalid_actions"], 0)
     assert not np.array_equal(out["ga_fitness"], run.outputs["ga_fitness"])

@@ -8,6 +8,7 @@ import dataclasses
 import math
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,12 +17,13 @@ import pytest
 import edgefm  # noqa: F401  (x64)
 from edgefm.capacity import delay_bound
 from edgefm.errors import ConfigError
+from edgefm.interfaces import options
 from edgefm.io.variables import get_variable
 from edgefm.runner import EngineRun
 from edgefm.sim import TRACE_COUNTER
 from edgefm.sim import rollout
 from edgefm.sim.types import Observation, SimParams, SimSizes
-from edgefm_lyapunov import INFO_VARIABLES, LyapunovConfig, PropAvgController, ProposedController
+from edgefm_lyapunov import INFO_VARIABLES, LyapunovConfig, LyapunovController, PropAvgController, ProposedController
 from edgefm_lyapunov import controller as lyap
 from edgefm_lyapunov.controller import ServiceData, delay_table, update_queues
 
@@ -53,9 +55,8 @@ def sizes_for(V, Ml, X, Q, B, Lw, K=2) -> SimSizes:
                     A=1, J=1, T=1, T_arr=1, core_dispatch="earliest_start")
 
 
-def sim_params(controller: dict, *, y_max: int, slot_ms: float = 1.0) -> SimParams:
-    return SimParams(slot_ms=jnp.asarray(slot_ms), load=jnp.asarray(1.0), y_max=jnp.asarray(y_max, jnp.int32),
-                     channel={}, workload={}, controller={k: jnp.asarray(v) for k, v in controller.items()})
+def sim_params(*, y_max: int, slot_ms: float = 1.0) -> SimParams:
+    return SimParams(slot_ms=jnp.asarray(slot_ms), y_max=jnp.asarray(y_max, jnp.int32))
 
 
 def observation(*, now, light, valid, buffer_slot, deadline, data_ready, occupancy, prev_count, core_usage,
@@ -78,33 +79,45 @@ def observation(*, now, light, valid, buffer_slot, deadline, data_ready, occupan
 
 
 def controller_params(**changes):
+    """The Lyapunov controller with these options (``g_ec``: its `effective_capacity` flag)."""
     p = dict(V=1.0, epsilon=0.2, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=1000, g_ec=1.0)
     p.update(changes)
-    return p
+    p["effective_capacity"] = p.pop("g_ec")
+    return LyapunovController(**p)
 
 
 # ------------------------------------------------------------------------------------------------
 # Configuration
 
 
-def test_config_is_validated_and_only_L_is_static():
+def test_config_is_validated_and_only_L_and_the_closures_are_static():
     for field, value in [("V", -1.0), ("V", math.inf), ("epsilon", 0.0), ("epsilon", 1.0), ("window_ms", -1.0),
                          ("pi", math.nan), ("H_min", -0.5), ("max_steps", -1), ("max_steps", 2.5),
                          ("max_stages_per_service", 0), ("instance_ready", 1.0), ("instance_ready", "drained"),
                          ("candidates", "least"), ("candidates", 0)]:
         with pytest.raises(ConfigError, match=f"controller.{field}"):
-            ProposedController(dataclasses.replace(LyapunovConfig(), **{field: value})).validate()
-    ProposedController().validate()
-    c = PropAvgController(LyapunovConfig(V=3.0, epsilon=0.1, max_steps=5))
-    assert c.params() == dict(V=3.0, epsilon=0.1, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=5, g_ec=0.0)
-    assert ProposedController().params()["g_ec"] == 1.0
-    # the compiled program depends on the class and L only
-    key = rollout._component_key
-    assert key(ProposedController()) == key(ProposedController(LyapunovConfig(V=9.0, epsilon=0.5, pi=2.0)))
-    assert key(ProposedController()) != key(ProposedController(LyapunovConfig(max_stages_per_service=8)))
-    for options in (dict(instance_ready="drain"), dict(instance_ready="max_input"), dict(candidates="least_occupied")):
-        assert key(ProposedController()) != key(ProposedController(LyapunovConfig(**options)))
-    # proposed and propavg differ only in the traced g_ec: they share one compiled program
+            ProposedController(**{field: value})
+        with pytest.raises(ConfigError, match=f"controller.{field}"):  # the schema path too
+            ProposedController.from_config(dataclasses.replace(LyapunovConfig(), **{field: value}))
+    c = PropAvgController(V=3.0, epsilon=0.1, max_steps=5)
+    assert options(c) == dict(V=3.0, epsilon=0.1, window_ms=0.0, pi=1.0, H_min=1.0, max_steps=5,
+                              max_stages_per_service=64, instance_ready="none", candidates="all",
+                              effective_capacity=0.0)
+    assert float(ProposedController().effective_capacity) == 1.0
+    assert "effective_capacity" not in {f.name for f in dataclasses.fields(LyapunovConfig)}  # fixed by the entry
+    # the compiled program depends on the class and the static options only: the numbers are arrays
+    def key(c):
+        arrays, rest = eqx.partition(c, eqx.is_array)
+        return jax.tree_util.tree_structure(rest), [a.shape for a in jax.tree.leaves(arrays)]
+
+    traced = {f for f, v in options(c).items() if isinstance(getattr(c, f), jax.Array)}
+    assert traced == {"V", "epsilon", "window_ms", "pi", "H_min", "max_steps", "effective_capacity"}
+    assert key(ProposedController()) == key(ProposedController(V=9.0, epsilon=0.5, pi=2.0))
+    assert key(ProposedController()) != key(ProposedController(max_stages_per_service=8))
+    for changes in (dict(instance_ready="drain"), dict(instance_ready="max_input"), dict(candidates="least_occupied")):
+        assert key(ProposedController()) != key(ProposedController(**changes))
+    # proposed and propavg are one class with a traced flag: they share one compiled program
+    assert type(ProposedController()) is type(PropAvgController()) is LyapunovController
     assert key(ProposedController()) == key(PropAvgController())
     for v in INFO_VARIABLES:
         assert get_variable(v.name) == v and v.dims == ("instance", "realisation", "slot")
@@ -116,28 +129,28 @@ def test_delay_tables():
                     light_scale=jnp.array([10.0, 0.5]), cost_deploy=jnp.zeros(2), cost_run=jnp.zeros(2),
                     resource=jnp.zeros((2, 2)), capacity=jnp.zeros((1, 2)), deadline=jnp.zeros(1))
     Q = 16
-    g = np.asarray(delay_table(arrays, sim_params(controller_params(), y_max=Q), Q))
+    g = np.asarray(delay_table(arrays, sim_params(y_max=Q), Q, controller_params()))
     assert g.shape == (2, Q + 1) and g[0, 0] == 0.0
     np.testing.assert_allclose(g[0, [1, 2, 4, 8]], 1.0)
     assert g[0, 12] == pytest.approx(2.15, abs=0.01) and g[0, 14] == pytest.approx(7.53, abs=0.01)
     assert np.isinf(g[0, 15]) and np.isinf(g[0, 16])
     # window_ms = 0 means the slot length; another window and epsilon are taken from the params
-    g2 = np.asarray(delay_table(arrays, sim_params(controller_params(window_ms=2.0, epsilon=0.05), y_max=Q), Q))
+    g2 = np.asarray(delay_table(arrays, sim_params(y_max=Q), Q, controller_params(window_ms=2.0, epsilon=0.05)))
     y = np.arange(Q + 1)
     np.testing.assert_allclose(g2[1], np.asarray(delay_bound(y, 2.0, 2.0, 0.5, 0.05, 1.0, 2.0)), rtol=1e-14)
     # g^avg = max(dt, y a / E f), never infinite
-    ga = np.asarray(delay_table(arrays, sim_params(controller_params(g_ec=0.0), y_max=Q, slot_ms=0.5), Q))
+    ga = np.asarray(delay_table(arrays, sim_params(y_max=Q, slot_ms=0.5), Q, controller_params(g_ec=0.0)))
     np.testing.assert_allclose(ga[:, 1:], np.maximum(0.5, y[None, 1:] * np.array([[1 / 15], [2.0]])), rtol=1e-14)
     assert ga[0, 0] == ga[1, 0] == 0.0
 
 
 def test_virtual_queues():
-    p = sim_params(controller_params(H_min=1.0), y_max=3)
+    p = sim_params(y_max=3)
     obs = observation(now=10.0, light=[0], valid=[False], buffer_slot=[0], deadline=[1.0], data_ready=[[0.0]],
                       occupancy=np.zeros((1, 1, 1), int), prev_count=np.zeros((1, 1)), core_usage=np.zeros((1, 2)),
                       task_alive=[True, True, True, False], task_arrival=[0.0, 3.0, 10.0, 1.0],
                       task_type_buf=[0, 1, 0, 0])
-    H = np.asarray(update_queues(jnp.array([5.0, 2.0, 7.0, 3.0]), obs, jnp.array([2.0, 10.0]), p))
+    H = np.asarray(update_queues(jnp.array([5.0, 2.0, 7.0, 3.0]), obs, jnp.array([2.0, 10.0]), p, 1.0))
     # b0: 5 + (9 - 0) - 2 = 12; b1: 2 + (9 - 3) - 10 < 1 -> H_min; b2 arrived now -> H_min
     np.testing.assert_allclose(H[:3], [12.0, 1.0, 1.0])
 
@@ -175,9 +188,9 @@ def hand_case(L=64, e2_delay=1.0 + 5e-10):
                     light_scale=jnp.array([1.0, 1.0]), cost_deploy=jnp.array([4.0, 4.0]),
                     cost_run=jnp.array([1.5, 1.5]), resource=jnp.ones((2, 2)), capacity=jnp.full((2, 2), 10.0),
                     deadline=jnp.zeros(1))
-    params = sim_params(controller_params(V=2.0, pi=2.0, g_ec=0.0), y_max=3)
-    tabs = stage_tables(obs, jnp.asarray(H), params, 2, L)
-    g = delay_table(arrays, params, 3)
+    params, ctrl = sim_params(y_max=3), controller_params(V=2.0, pi=2.0, g_ec=0.0)
+    tabs = stage_tables(obs, jnp.asarray(H), params, 2, L, ctrl.pi)
+    g = delay_table(arrays, params, 3, ctrl)
     in_x = np.zeros((2, 2, 2), bool)
     in_x[0, 0, 1] = in_x[1, 0, 0] = True
     return obs, arrays, params, tabs, g, jnp.asarray(in_x)
@@ -341,15 +354,16 @@ def act_fns():
     sizes = sizes_for(V=3, Ml=2, X=2, Q=4, B=12, Lw=10)
     fns = {}
     for cls, L in ((ProposedController, 64), (PropAvgController, 3)):
-        ctrl = cls(LyapunovConfig(max_stages_per_service=L))
-        fns[cls.name] = (ctrl, jax.jit(lambda s, o, a, p, c=ctrl: c.act(s, o, (sizes, a), p, None)))
+        ctrl = cls(max_stages_per_service=L)
+        # the controller is an argument: its options (arrays) change from case to case, one program
+        fns[cls.name] = (ctrl, eqx.filter_jit(lambda c, s, o, a, p: c.act(s, o, (sizes, a), p, None)))
     return fns
 
 
 @pytest.mark.parametrize("name", ["proposed", "propavg"])
 def test_greedy_against_brute_force(act_fns, name):
     ctrl, act = act_fns[name]
-    L = ctrl.config.max_stages_per_service
+    L = ctrl.max_stages_per_service
     rng = np.random.default_rng(7 if name == "proposed" else 8)
     y_max, slot, H_min = 3, 1.0, 1.0
     added = stopped_early = placed_any = 0
@@ -358,9 +372,10 @@ def test_greedy_against_brute_force(act_fns, name):
         Vw, pi = [0.2, 1.0, 4.0][case % 3], [1.0, 0.5][case % 2]
         eps = 0.2
         for max_steps in (1, 2, 1000):
-            params = sim_params(controller_params(V=Vw, pi=pi, epsilon=eps, max_steps=max_steps,
-                                                  g_ec=ctrl.params()["g_ec"]), y_max=y_max)
-            action, H = act(jnp.asarray(H_prev), obs, arrays, params)
+            params = sim_params(y_max=y_max)
+            case_ctrl = controller_params(V=Vw, pi=pi, epsilon=eps, max_steps=max_steps, max_stages_per_service=L,
+                                          g_ec=float(ctrl.effective_capacity))
+            action, H = act(case_ctrl, jnp.asarray(H_prev), obs, arrays, params)
             H = np.asarray(H)
             # virtual queues, again from the text
             D = np.asarray(arrays.deadline)[np.asarray(obs.task_type_buf)]
@@ -368,7 +383,7 @@ def test_greedy_against_brute_force(act_fns, name):
             grown = np.maximum(H_min, H_prev + (float(obs.now) - slot - arr) - D)
             H_exp = np.where(arr == float(obs.now), H_min, grown)
             np.testing.assert_allclose(H, H_exp, rtol=1e-14)
-            g = np.asarray(delay_table(arrays, params, 4))
+            g = np.asarray(delay_table(arrays, params, 4, case_ctrl))
             services = py_services(obs, arrays, H, pi, g, L)
             occ = np.asarray(obs.occupancy)
             light_r, cap, core = (np.asarray(a) for a in (arrays.resource, arrays.capacity, obs.core_usage))
@@ -448,7 +463,9 @@ def test_greedy_stop_and_tie_rules_by_hand(act_fns):
                         light_scale=jnp.ones(2) * 2.0, cost_deploy=jnp.zeros(2), cost_run=jnp.zeros(2),
                         resource=jnp.eye(2), capacity=jnp.asarray(np.broadcast_to(capacity, (3, 2)), float),
                         deadline=jnp.ones(3) * 4.0)  # shapes (and no weak types) of random_case: no recompilation
-        action, _ = act(jnp.ones(B), obs, arrays, sim_params(controller_params(V=1.0, max_steps=max_steps), y_max=3))
+        case_ctrl = controller_params(V=1.0, max_steps=max_steps, max_stages_per_service=ctrl.max_stages_per_service,
+                                      g_ec=float(ctrl.effective_capacity))
+        action, _ = act(case_ctrl, jnp.ones(B), obs, arrays, sim_params(y_max=3))
         alive = np.asarray(action.alive)
         return [tuple(int(i) for i in a) for a in np.argwhere(alive)], np.asarray(action.assign)[:2].tolist()
 
@@ -483,14 +500,14 @@ def e2e(engine_tools):
     scs, x_core = scenario_instances("small")
     sim = engine_tools.sim_settings(rule="earliest_start", arrival_ms=E2E["arrival_ms"], drain_ms=E2E["drain_ms"])
 
-    def run(config):
+    def run(**changes):
         return engine_tools.run_case(scs, x_core, sim, load=1.0, seed=0, realisations=E2E["realisations"],
-                                     channel=CHANNEL, workload=WORKLOAD, controller=ProposedController(config))
+                                     channel=CHANNEL, workload=WORKLOAD, controller=ProposedController(**changes))
 
-    base = run(LyapunovConfig())
-    traces, programs = TRACE_COUNTER["step"], len(rollout._COMPILED)
-    other = run(LyapunovConfig(V=20.0, epsilon=0.05))
-    return base, other, (TRACE_COUNTER["step"] - traces, len(rollout._COMPILED) - programs)
+    base = run()
+    traces, programs = TRACE_COUNTER["step"], TRACE_COUNTER["program"]
+    other = run(V=20.0, epsilon=0.05)
+    return base, other, (TRACE_COUNTER["step"] - traces, TRACE_COUNTER["program"] - programs)
 
 
 def test_e2e_engine_accepts_every_decision(e2e):

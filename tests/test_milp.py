@@ -121,8 +121,8 @@ def test_scenario_pipeline_equals_brute_force():
     need = sc.resource[sc.core_services].max(0)
     sc = dataclasses.replace(sc, capacity=np.tile(need * 2.5 / 0.8, (sc.num_nodes, 1)))
     for kappa in (3, 5):
-        placement = MilpPlacement(MilpConfig(kappa_mode="fixed", kappa=kappa))
-        p = program_of(placement.config, sc, 1.0, rate(sc))
+        placement = MilpPlacement(kappa_mode="fixed", kappa=kappa)
+        p = program_of(placement, sc, 1.0, rate(sc))
         assert p.bound.size <= 6 and p.bound.max() <= 3
         result = placement.solve(sc, slot_ms=1.0, uplink_rate=rate(sc))
         x = result.x_core[:, p.services]
@@ -134,8 +134,8 @@ def test_scenario_pipeline_equals_brute_force():
 @pytest.mark.parametrize("form", scip.FORMS)
 def test_retention_rule_kappa_satisfies_its_definition(form):
     sc = random_scenario(10, 4, seed=1)
-    placement = MilpPlacement(MilpConfig(sparsity=form))
-    p = program_of(placement.config, sc, 1.0, rate(sc))
+    placement = MilpPlacement(sparsity=form)
+    p = program_of(placement, sc, 1.0, rate(sc))
     x, info, final = placement.solve_program(p)
     kappa = info["solver_kappa"]
     free = scip.solve(p, None, form, OPTS)  # the κ-free optimum J*, again
@@ -150,7 +150,7 @@ def test_retention_rule_kappa_satisfies_its_definition(form):
 
 @pytest.mark.parametrize("reserve", [0.2, [0.3, 0.1, 0.05, 0.15]])
 def test_the_light_reserve_is_respected(paper, reserve):
-    result = MilpPlacement(MilpConfig(reserve=reserve, kappa_mode="off")).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
+    result = MilpPlacement(reserve=reserve, kappa_mode="off").solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     used = result.x_core @ paper.resource
     fractions = np.broadcast_to(np.asarray(reserve, float), (4,))
     assert np.all(used <= paper.capacity * (1 - fractions) + 1e-9)
@@ -159,7 +159,7 @@ def test_the_light_reserve_is_respected(paper, reserve):
 
 
 def test_written_mps_solved_again_gives_the_same_objective(paper, tmp_path):
-    placement = MilpPlacement(MilpConfig(kappa_mode="fixed", kappa=20, write_model=True, model_dir=str(tmp_path)))
+    placement = MilpPlacement(kappa_mode="fixed", kappa=20, write_model=True, model_dir=str(tmp_path))
     result = placement.solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     files = result.info["model_files"].split()
     assert sorted(Path(f).name for f in files) == ["placement_milp_instance0.lp", "placement_milp_instance0.mps"]
@@ -184,9 +184,8 @@ def test_relaxed_is_feasible_and_within_its_reported_gap(paper, case):
     sc = {"paper": paper, "random10": random_scenario(10, 4, seed=2),
           "random12_per_service": random_scenario(12, 5, seed=4), "random30": random_scenario(30, 6, seed=5)}[case]  # fmt: skip
     # reserve 0.1 on every node: the instances whose gaps these bounds were set on
-    relaxed = RelaxedPlacement(RelaxedConfig(sparsity=form, kappa_mode="off" if case == "random30" else "retention",
-                                             reserve=0.1))
-    p = program_of(relaxed.config, sc, 1.0, rate(sc))
+    relaxed = RelaxedPlacement(sparsity=form, kappa_mode="off" if case == "random30" else "retention", reserve=0.1)
+    p = program_of(relaxed, sc, 1.0, rate(sc))
     x, info = relaxed.solve_program(p)
     kappa = info["solver_kappa"]
     assert not p.violations(x) and scip.occupied(x, form) >= kappa
@@ -200,7 +199,7 @@ def test_relaxed_is_feasible_and_within_its_reported_gap(paper, case):
 
 
 def test_relaxed_placement_through_solve_has_zero_light_columns(paper):
-    result = RelaxedPlacement(RelaxedConfig(kappa_mode="fixed", kappa=20)).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
+    result = RelaxedPlacement(kappa_mode="fixed", kappa=20).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     assert np.all(result.x_core[:, ~paper.service_is_core] == 0)
     kept = np.where(paper.node_is_server, 1 - DEFAULT_RESERVE["server"], 1 - DEFAULT_RESERVE["device"])[:, None]
     assert np.all(result.x_core @ paper.resource <= paper.capacity * kept + 1e-9)
@@ -220,7 +219,7 @@ def _one_line_error(func) -> str:
 
 
 def test_infeasible_demand_names_the_service_and_resource(paper):
-    message = _one_line_error(lambda: MilpPlacement(MilpConfig(reserve=0.9)).solve(paper, slot_ms=1.0, uplink_rate=rate(paper)))
+    message = _one_line_error(lambda: MilpPlacement(reserve=0.9).solve(paper, slot_ms=1.0, uplink_rate=rate(paper)))
     assert "infeasible" in message and "req_m" in message and "placement.reserve" in message
     assert any(repr(paper.service_names[m]) in message for m in paper.core_services)
     assert any(k in message for k in ("cpu", "ram", "gpu", "vram"))
@@ -229,7 +228,7 @@ def test_infeasible_demand_names_the_service_and_resource(paper):
 def test_infeasible_total_demand_names_the_resource(paper):
     # each service alone fits, all together do not: only vram is cut
     message = _one_line_error(
-        lambda: MilpPlacement(MilpConfig(reserve=[0, 0, 0, 0.45])).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
+        lambda: MilpPlacement(reserve=[0, 0, 0, 0.45]).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     )
     assert "vram" in message and "all services together" in message
 
@@ -238,7 +237,7 @@ def test_infeasible_total_demand_names_the_resource(paper):
 @pytest.mark.parametrize("form", scip.FORMS)
 def test_kappa_beyond_the_feasible_pairs(paper, solver, form):
     config = solver.Config(kappa_mode="fixed", kappa=1000, sparsity=form)
-    message = _one_line_error(lambda: solver(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper)))
+    message = _one_line_error(lambda: solver.from_config(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper)))
     assert "kappa = 1000" in message and "lower placement.kappa" in message
 
 
@@ -252,7 +251,7 @@ def test_time_limit_without_a_solution_is_an_error(paper):
 
 def test_time_limit_with_a_solution_warns_and_records_the_gap():
     sc = random_scenario(50, 10, seed=1)
-    placement = MilpPlacement(MilpConfig(kappa_mode="off", time_limit_s=1.0))
+    placement = MilpPlacement(kappa_mode="off", time_limit_s=1.0)
     with pytest.warns(RuntimeWarning, match="before proving optimality"):
         result = placement.solve(sc, slot_ms=1.0, uplink_rate=rate(sc))
     assert result.info["solver_status"] == "timelimit"
@@ -266,7 +265,7 @@ def test_bad_options_are_config_errors(paper):
     for config in (MilpConfig(reserve=1.0), MilpConfig(reserve=[0.1, 0.2]), MilpConfig(sparsity="both"),
                    MilpConfig(kappa_mode="auto"), MilpConfig(retention=0.0), MilpConfig(target_utilisation=0.0)):  # fmt: skip
         with pytest.raises(ConfigError):
-            MilpPlacement(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
+            MilpPlacement.from_config(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
     # SCIP options: the message names the field, the value and what is accepted
     for config, field, accepted in (
         (MilpConfig(heuristics="agressive"), "placement.heuristics", "aggressive"),
@@ -276,12 +275,28 @@ def test_bad_options_are_config_errors(paper):
         (MilpConfig(scip_params={"limits/gap": -1.0}), "placement.scip_params.limits/gap", "in range [0,"),
     ):
         with pytest.raises(ConfigError) as err:
-            MilpPlacement(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
+            MilpPlacement.from_config(config).solve(paper, slot_ms=1.0, uplink_rate=rate(paper))
         assert field in str(err.value) and accepted in str(err.value)
 
 
 # ----------------------------------------------------------------------------------------------
 # Plugins and the command line
+
+
+@pytest.mark.parametrize(("solver", "config"), [(MilpPlacement, MilpConfig), (RelaxedPlacement, RelaxedConfig)])
+def test_the_options_are_the_fields_and_the_config_is_derived(solver, config):
+    """``XConfig`` is ``X.Config`` (a dataclass of the options), ``from_config`` builds the same
+    placement as the keywords, and a mutable default is not shared between placements."""
+    from edgefm.interfaces import options
+
+    assert config is solver.Config and dataclasses.is_dataclass(config)
+    keywords = {"xi": 2.0, "kappa_mode": "fixed", "kappa": 3, "reserve": [0.1, 0.2, 0.3, 0.4]}
+    built = solver.from_config(config(**keywords))
+    assert options(built) == options(solver(**keywords)) == {**dataclasses.asdict(config()), **keywords}
+    assert built.xi == 2.0 and built.kappa_mode == "fixed" and built.kappa == 3
+    a, b = solver(), solver()
+    assert a.reserve == b.reserve == DEFAULT_RESERVE and a.reserve is not b.reserve and a.reserve is not DEFAULT_RESERVE
+    assert not hasattr(a, "config") and not hasattr(a, "validate")
 
 
 def test_both_placements_are_registered():

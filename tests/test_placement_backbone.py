@@ -105,7 +105,7 @@ def test_every_placement_uses_the_same_demand(solver, config, plan, want):
     plan_load, rho = plan
     sc = tiny()
     options = {"kappa_mode": "off", "reserve": 0.0} if solver is not LeastLoadedPlacement else {}
-    result = solver(config(plan_load=plan_load, target_utilisation=rho, **options)).solve(sc, slot_ms=1.0)
+    result = solver.from_config(config(plan_load=plan_load, target_utilisation=rho, **options)).solve(sc, slot_ms=1.0)
     assert result.info["demand"] == want
     assert result.info["plan_load"] == plan_load and result.info["target_utilisation"] == rho
     assert np.all(result.x_core.sum(0) >= want)
@@ -136,14 +136,13 @@ BAD = [("target_utilisation", 0.0), ("target_utilisation", 1.5), ("target_utilis
 @pytest.mark.parametrize(("field", "value"), BAD, ids=[f"{f}={v}" for f, v in BAD])
 @pytest.mark.parametrize(("solver", "config"), SOLVERS, ids=[s.name for s, _ in SOLVERS])
 def test_bad_plans_are_one_line_config_errors(solver, config, field, value):
-    placement = solver(config(**{field: value}))
-    with pytest.raises(ConfigError) as err:
-        placement.validate()
+    with pytest.raises(ConfigError) as err:  # options are checked when the placement is made
+        solver.from_config(config(**{field: value}))
     message = str(err.value)
     assert err.value.field == f"placement.{field}" and "\n" not in message
     assert ("(0, 1]" if field == "target_utilisation" else "finite number > 0") in message
     with pytest.raises(ConfigError):
-        placement.solve(tiny(), slot_ms=1.0)
+        solver(**{field: value})
 
 
 def test_the_reference_rejects_a_bad_plan():
@@ -156,7 +155,7 @@ def test_the_reference_rejects_a_bad_plan():
 @pytest.mark.parametrize(("solver", "config"), SOLVERS[:2], ids=[s.name for s, _ in SOLVERS[:2]])
 def test_bad_reserve_mappings_are_config_errors(solver, config, reserve):
     with pytest.raises(ConfigError) as err:
-        solver(config(reserve=reserve)).validate()
+        solver.from_config(config(reserve=reserve))
     message = str(err.value)
     assert err.value.field == "placement.reserve" and "\n" not in message
     assert "{server: ..., device: ...}" in message
@@ -183,7 +182,7 @@ def test_reserve_per_kind_sets_the_capacity_rows_by_hand():
     rhs = {c.name: model.getRhs(c) for c in model.getConss()}
     assert rhs["cap_n0_ram"] == 2.0 and rhs["cap_n0_vram"] == 3.0 and rhs["cap_n0_cpu"] == 4.0
     assert rhs["cap_n1_ram"] == 12.0 and rhs["cap_n2_gpu"] == 12.0
-    result = MilpPlacement(MilpConfig(reserve=reserve, kappa_mode="off")).solve(sc, slot_ms=1.0)
+    result = MilpPlacement(reserve=reserve, kappa_mode="off").solve(sc, slot_ms=1.0)
     assert result.info["reserve_server"] == [0.25] * 4 and result.info["reserve_device"] == [0.0, 0.5, 0.0, 0.25]
     assert np.all(result.x_core @ sc.resource <= p.free + 1e-9)
 
@@ -204,16 +203,16 @@ def test_a_device_reserve_can_make_the_program_infeasible(solver, config):
     # the s1 instances must go to the device n0 (4, 4, 4, 4); a device reserve of 0.6 leaves it 1.6
     # cpu: 2 + 2 + 1.6 = 5.6 < 6.
     sc = tiny(capacity=((4, 4, 4, 4), (2, 2, 2, 2), (2, 2, 2, 2)))
-    ok = solver(config(reserve={"server": 0.0, "device": 0.0}, kappa_mode="off")).solve(sc, slot_ms=1.0)
+    ok = solver.from_config(config(reserve={"server": 0.0, "device": 0.0}, kappa_mode="off")).solve(sc, slot_ms=1.0)
     assert ok.x_core[0].sum() >= 1 and np.all(ok.x_core.sum(0)[:2] >= 2)  # the device is needed
     with pytest.raises(SolverError) as err:
-        solver(config(reserve={"server": 0.0, "device": 0.6}, kappa_mode="off")).solve(sc, slot_ms=1.0)
+        solver.from_config(config(reserve={"server": 0.0, "device": 0.6}, kappa_mode="off")).solve(sc, slot_ms=1.0)
     message = str(err.value)
     assert "\n" not in message and "placement.reserve" in message and "cpu" in message
     assert "'device': [0.6, 0.6, 0.6, 0.6]" in message
     # the same 0.6 on the servers only: nothing fits a server any more either
     with pytest.raises(SolverError):
-        solver(config(reserve={"server": 0.6, "device": 0.0}, kappa_mode="off")).solve(sc, slot_ms=1.0)
+        solver.from_config(config(reserve={"server": 0.6, "device": 0.0}, kappa_mode="off")).solve(sc, slot_ms=1.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -259,7 +258,7 @@ def test_a_finite_uplink_rate_adds_a_over_the_rate():
 
 def test_the_runner_passes_the_channels_mean_rate():
     sc = tiny()
-    placement = MilpPlacement(MilpConfig(kappa_mode="off", reserve=0.0))
+    placement = MilpPlacement(kappa_mode="off", reserve=0.0)
     nakagami = 0.125 * np.log2(1.0 + sc.nakagami_omega)
     (x_n,), (info_n,) = solve_placements([sc], placement, 1.0, NakagamiChannel())
     (x_o,), (info_o,) = solve_placements([sc], placement, 1.0, OffChannel())
@@ -272,7 +271,7 @@ def test_the_runner_passes_the_channels_mean_rate():
 def test_a_bad_uplink_rate_is_a_config_error():
     for rate in (np.ones(3), np.array([0.1, 0.0]), np.array([0.1, np.nan])):
         with pytest.raises(ConfigError, match="uplink_rate"):
-            MilpPlacement(MilpConfig(kappa_mode="off")).solve(tiny(), slot_ms=1.0, uplink_rate=rate)
+            MilpPlacement(kappa_mode="off").solve(tiny(), slot_ms=1.0, uplink_rate=rate)
 
 
 # ----------------------------------------------------------------------------------------------

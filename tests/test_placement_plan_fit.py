@@ -95,7 +95,7 @@ def test_largest_places_the_largest_demand_that_fits(solver, config):
     sc = packed()
     is_greedy = solver is LeastLoadedPlacement
     options = {} if is_greedy else PROGRAM
-    result = solver(realistic(config, plan_fit="largest", **options)).solve(sc, slot_ms=1.0)
+    result = solver.from_config(realistic(config, plan_fit="largest", **options)).solve(sc, slot_ms=1.0)
     info = result.info
     want, sup = (GREEDY_DEMAND, GREEDY_SUP) if is_greedy else (PROGRAM_DEMAND, PROGRAM_SUP)
     assert info["demand"] == want and info["demand_requested"] == REQUESTED
@@ -131,9 +131,9 @@ def test_the_bisection_steps():
 def test_exact_keeps_the_usual_error(solver, config):
     options = {} if solver is LeastLoadedPlacement else {**PROGRAM, "kappa_mode": "off"}
     with pytest.raises(SolverError) as exact:
-        solver(realistic(config, **options)).solve(packed(), slot_ms=1.0)
+        solver.from_config(realistic(config, **options)).solve(packed(), slot_ms=1.0)
     with pytest.raises(SolverError) as explicit:
-        solver(realistic(config, plan_fit="exact", **options)).solve(packed(), slot_ms=1.0)
+        solver.from_config(realistic(config, plan_fit="exact", **options)).solve(packed(), slot_ms=1.0)
     assert str(exact.value) == str(explicit.value) and "\n" not in str(exact.value)
     if solver is LeastLoadedPlacement:
         assert str(exact.value).startswith("least_loaded: no node has room for instance")
@@ -147,8 +147,8 @@ def test_a_growth_that_fits_is_the_same_under_exact_and_largest(solver, config, 
     # α = 1.5 asks (2, 3): it fits both scenarios, for every placement
     sc = tiny() if capacity is None else tiny(capacity=capacity)
     options = {} if solver is LeastLoadedPlacement else PROGRAM
-    a = solver(config(plan_load=1.5, plan_fit="exact", **options)).solve(sc, slot_ms=1.0)
-    b = solver(config(plan_load=1.5, plan_fit="largest", **options)).solve(sc, slot_ms=1.0)
+    a = solver.from_config(config(plan_load=1.5, plan_fit="exact", **options)).solve(sc, slot_ms=1.0)
+    b = solver.from_config(config(plan_load=1.5, plan_fit="largest", **options)).solve(sc, slot_ms=1.0)
     np.testing.assert_array_equal(a.x_core, b.x_core)
     assert a.info["demand"] == b.info["demand"] == [2, 3, 0]
     assert a.info["growth_used"] == b.info["growth_used"] == 1.5
@@ -166,8 +166,8 @@ def test_a_growth_that_fits_solves_the_same_program():
     assert fit.fits and fit.growth == 1.0 and fit.checks == 1 and start is None
     for f in dataclasses.fields(reference):
         np.testing.assert_array_equal(getattr(program, f.name), getattr(reference, f.name))
-    a = MilpPlacement(MilpConfig()).solve(sc, slot_ms=1.0)
-    b = MilpPlacement(config).solve(sc, slot_ms=1.0)
+    a = MilpPlacement().solve(sc, slot_ms=1.0)
+    b = MilpPlacement.from_config(config).solve(sc, slot_ms=1.0)
     np.testing.assert_array_equal(a.x_core, b.x_core)
     assert a.info["solver_objective"] == b.info["solver_objective"] and a.info["solver_kappa"] == b.info["solver_kappa"]
 
@@ -189,9 +189,9 @@ def test_growth_1_that_does_not_fit_is_still_an_error(solver, config):
     sc = tiny(capacity=((0, 0, 0, 0), (3, 16, 16, 16), (16, 1, 16, 16)))
     options = {} if solver is LeastLoadedPlacement else {**PROGRAM, "kappa_mode": "off"}
     with pytest.raises(SolverError) as at_1:
-        solver(config(plan_fit="exact", **options)).solve(sc, slot_ms=1.0)
+        solver.from_config(config(plan_fit="exact", **options)).solve(sc, slot_ms=1.0)
     with pytest.raises(SolverError) as largest:
-        solver(realistic(config, plan_fit="largest", **options)).solve(sc, slot_ms=1.0)
+        solver.from_config(realistic(config, plan_fit="largest", **options)).solve(sc, slot_ms=1.0)
     message = str(largest.value)
     assert "\n" not in message
     if solver is not RelaxedPlacement:  # milp_relaxed's own error at 1 is its repair's; the check's is SCIP's
@@ -200,15 +200,15 @@ def test_growth_1_that_does_not_fit_is_still_an_error(solver, config):
     # below α = 1 no other growth is tried (the demand there is at most the load-1x one): s0 fits nowhere
     nowhere = tiny(capacity=((0, 0, 0, 0), (1, 16, 16, 16), (1, 16, 16, 16)))
     with pytest.raises(SolverError, match=r"plan_fit = largest: not even the demand at growth 0.5 fits, \[1, 1, 0\]"):
-        solver(config(plan_load=0.5, plan_fit="largest", **options)).solve(nowhere, slot_ms=1.0)
+        solver.from_config(config(plan_load=0.5, plan_fit="largest", **options)).solve(nowhere, slot_ms=1.0)
 
 
 @pytest.mark.parametrize(("solver", "config"), SOLVERS, ids=IDS)
 def test_the_info_keys(solver, config):
     sc = packed()
     options = {} if solver is LeastLoadedPlacement else {**PROGRAM, "kappa_mode": "off"}
-    largest = solver(realistic(config, plan_fit="largest", **options)).solve(sc, slot_ms=1.0).info
-    exact = solver(config(plan_fit="exact", **options)).solve(sc, slot_ms=1.0).info
+    largest = solver.from_config(realistic(config, plan_fit="largest", **options)).solve(sc, slot_ms=1.0).info
+    exact = solver.from_config(config(plan_fit="exact", **options)).solve(sc, slot_ms=1.0).info
     keys = {"plan_fit", "growth_requested", "growth_used", "demand", "demand_requested", "plan_fit_checks",
             "plan_load", "target_utilisation"}
     assert keys <= set(largest) and keys <= set(exact)
@@ -226,13 +226,12 @@ def test_the_info_keys(solver, config):
 @pytest.mark.parametrize("value", ["Largest", "", "nearest", None, 1, True])
 @pytest.mark.parametrize(("solver", "config"), SOLVERS, ids=IDS)
 def test_a_bad_plan_fit_is_a_config_error(solver, config, value):
-    placement = solver(config(plan_fit=value))
-    with pytest.raises(ConfigError) as err:
-        placement.validate()
+    with pytest.raises(ConfigError) as err:  # options are checked when the placement is made
+        solver.from_config(config(plan_fit=value))
     assert err.value.field == "placement.plan_fit"
     assert str(err.value) == str(ConfigError("placement.plan_fit", value, "one of: exact, largest"))
     with pytest.raises(ConfigError, match=r"placement\.plan_fit"):
-        placement.solve(packed(), slot_ms=1.0)
+        solver(plan_fit=value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,10 +280,10 @@ def paper():
 @pytest.mark.parametrize(("solver", "config"), [SOLVERS[0], SOLVERS[2]], ids=["milp", "least_loaded"])
 def test_the_paper_scenario_places_at_the_largest_growth(paper, solver, config):
     with pytest.raises(SolverError):
-        solver(realistic(config)).solve(paper, slot_ms=1.0)
+        solver.from_config(realistic(config)).solve(paper, slot_ms=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = solver(realistic(config, plan_fit="largest")).solve(paper, slot_ms=1.0)
+        result = solver.from_config(realistic(config, plan_fit="largest")).solve(paper, slot_ms=1.0)
     info = result.info
     print(f"\n{solver.name}: growth_used = {info['growth_used']:.6f}, demand = {info['demand']}")
     assert 1.0 < info["growth_used"] < 2.5 and info["growth_requested"] == 2.5
@@ -310,7 +309,7 @@ def test_milp_relaxed_repairs_from_the_checks_placement_at_the_edge(paper):
     # the lowered demand is the largest that fits: the relaxation's own starts do not repair to it
     # on the paper scenario; the κ-free placement of the exact check does, and the κ rule runs on
     config = realistic(RelaxedConfig, plan_fit="largest")
-    placement = RelaxedPlacement(config)
+    placement = RelaxedPlacement.from_config(config)
     program, fit, start = fitted_program(config, paper, 1.0, None, placement.fit_options(), placement.name)
     assert start is not None and 1.0 < fit.growth < 2.5 and program.demand.tolist() == fit.demand[program.services].tolist()
     assert not program.violations(start)

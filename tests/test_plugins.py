@@ -35,10 +35,8 @@ from edgefm.plugins import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CONTROLLER_MODULE = '''
-import dataclasses
-
 import edgefm
-from edgefm.interfaces import AbstractController
+from edgefm.interfaces import AbstractController, traced
 
 
 class ThirdPartyController(AbstractController):
@@ -46,9 +44,7 @@ class ThirdPartyController(AbstractController):
 
     name = "{name}"
 
-    @dataclasses.dataclass
-    class Config:
-        gain: float = 1.5
+    gain: float = traced(1.5)
 
     def act(self, state, obs, ctx, params, key):
         return None, state

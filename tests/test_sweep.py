@@ -265,13 +265,38 @@ def test_a_placement_is_solved_once_per_process_for_the_same_instance_and_option
     spec.pop("defaults", None)
     spec["instances"] = 2
     a = build_scenarios(spec, seed=0)
-    placement = Counting(Counting.Config())
+    placement = Counting()
     x1, _ = solve_placements(a, placement, 1.0)
     x2, _ = solve_placements(a, placement, 1.0)  # a multirun over controllers or loads
     assert Counting.solves == 2 and all(np.array_equal(p, q) for p, q in zip(x1, x2))
     solve_placements(build_scenarios(spec, seed=1), placement, 1.0)  # other instances: solved
     solve_placements(a, placement, 2.0)  # another slot length: solved
     assert Counting.solves == 6
-    placement.reuse = False  # e.g. milp with write_model: every job solves
+    Counting.reuse = False  # e.g. milp with write_model: every job solves
     solve_placements(a, placement, 1.0)
     assert Counting.solves == 8
+
+
+def test_a_multirun_over_a_traced_option_equals_fresh_processes(tmp_path):
+    """The case that once computed with a stale option: a bursty workload's burst_fraction swept
+    in one multirun (one compiled program) gives each job the numbers a fresh process gives for
+    that value (the traced options are arguments of the compiled program, not constants of it)."""
+    import os
+    import subprocess
+    import sys
+
+    common = ["debug=default", *SHRINK, "channel=off", "sim.arrival_ms=60", "sim.realisations=4", "workload=mmpp",
+              "workload.burst_factor=1.9", "workload.mean_burst_ms=1000"]
+    assert main(["-m", *common, "workload.burst_fraction=0.1,0.5", f"hydra.sweep.dir={tmp_path / 'sweep'}"]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEFM_", "HYDRA_")) or k == "EDGEFM_JAX_CACHE"}
+    arrived = []
+    for job, fraction in enumerate(("0.1", "0.5")):
+        run_dir = tmp_path / f"fresh{job}"
+        done = subprocess.run([sys.executable, "-m", "edgefm", *common, f"workload.burst_fraction={fraction}",
+                               f"hydra.run.dir={run_dir}"], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        swept, fresh = open_run(tmp_path / "sweep" / str(job) / "results.nc"), open_run(run_dir / "results.nc")
+        for name in ("tasks_arrived", "tasks_arrived_by_type", "tasks_ontime", "cost_light", "x_light"):
+            np.testing.assert_array_equal(swept[name].values, fresh[name].values, err_msg=f"{fraction}: {name}")
+        arrived.append(int(swept["tasks_arrived"].sum()))
+    assert arrived[0] != arrived[1]  # the option changes the arrivals

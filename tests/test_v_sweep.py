@@ -13,7 +13,7 @@ V_VALUES = (0.1, 1.0, 100.0, 1000.0, 10000.0)  # five decades
 
 
 def test_v_sweep_reuses_the_program_and_trades_light_cost_for_backlog(tmp_path, capsys):
-    programs, traces = len(rollout._COMPILED), rollout.TRACE_COUNTER["step"]
+    programs, traces = rollout.TRACE_COUNTER["program"], rollout.TRACE_COUNTER["step"]
 
     status = main([
         "-m", "scenario=small", "controller=proposed", "controller.V=" + ",".join(map(str, V_VALUES)),
@@ -22,7 +22,7 @@ def test_v_sweep_reuses_the_program_and_trades_light_cost_for_backlog(tmp_path, 
 
     assert status == 0, capsys.readouterr().err
     # one program for the whole sweep (none if an earlier test compiled the same shapes)
-    assert len(rollout._COMPILED) - programs <= 1
+    assert rollout.TRACE_COUNTER["program"] - programs <= 1
     assert rollout.TRACE_COUNTER["step"] - traces <= 1
     runs = [open_run(tmp_path / str(i) / "results.nc") for i in range(len(V_VALUES))]
     for V, ds in zip(V_VALUES, runs, strict=True):

@@ -43,25 +43,18 @@ def _users(arrays):
     return {"nakagami_m": arrays.nakagami_m, "nakagami_omega": arrays.nakagami_omega}
 
 
-def uplink_rates(key, arrays, params, sizes, channel):
+def uplink_rates(key, arrays, sizes, channel):
     """[T,U] MB/ms: the uplink rate of every slot of the horizon, the same draws as `draw_slot`'s
     (for uploads that proceed at each slot's rate, the channel's `per_slot` fading)."""
-    return jax.vmap(lambda t: channel.uplink_rate(stream(key, STREAM_CHANNEL, t), _users(arrays), params.channel))(
-        jnp.arange(sizes.T))
+    return jax.vmap(lambda t: channel.uplink_rate(stream(key, STREAM_CHANNEL, t), _users(arrays)))(jnp.arange(sizes.T))
 
 
 def draw_slot(key, t, workload_state, arrays, params, sizes, channel, workload):
     """Exogenous samples of slot t: arrivals [U,N], uplink rate [U] MB/ms, light rates [V,Ml,X] MB/ms."""
     counts, workload_state = workload.sample(
-        workload_state,
-        stream(key, STREAM_ARRIVALS, t),
-        arrays.arrival_rate,
-        params.load,
-        params.slot_ms,
-        params.workload,
-    )
+        workload_state, stream(key, STREAM_ARRIVALS, t), arrays.arrival_rate, params.slot_ms)
     counts = jnp.where(t < sizes.T_arr, counts, 0).astype(jnp.int32)
-    uplink = channel.uplink_rate(stream(key, STREAM_CHANNEL, t), _users(arrays), params.channel)
+    uplink = channel.uplink_rate(stream(key, STREAM_CHANNEL, t), _users(arrays))
     shape = jnp.broadcast_to(arrays.light_shape[None, :, None], (sizes.V, sizes.Ml, sizes.X))
     rates = gamma(stream(key, STREAM_SERVICE, t), shape) * arrays.light_scale[None, :, None]
     return counts, uplink, rates, workload_state

@@ -156,19 +156,9 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
     )
 
 
-def make_params(sim, *, load: float, channel, workload, controller, failure=None) -> SimParams:
-    def leaves(d):
-        return {k: jnp.asarray(v) for k, v in d.items()}
-
-    return SimParams(
-        slot_ms=jnp.asarray(float(sim.slot_ms)),
-        load=jnp.asarray(float(load)),
-        y_max=jnp.asarray(int(sim.y_max), jnp.int32),
-        channel=leaves(channel.params()),
-        workload=leaves(workload.params()),
-        controller=leaves(controller.params()),
-        failure=leaves(failure.params()) if failure is not None else {},
-    )
+def make_params(sim) -> SimParams:
+    """The traced numbers of the `sim` settings."""
+    return SimParams(slot_ms=jnp.asarray(float(sim.slot_ms)), y_max=jnp.asarray(int(sim.y_max), jnp.int32))
 
 
 def slice_instance(arrays: ScenarioArrays, i: int) -> ScenarioArrays:

@@ -1,12 +1,13 @@
 """The horizon: `lax.scan` over slots, then realisations (split over devices, vmapped in groups, the
 groups in a loop) and sampled instances (vmapped, or in a loop when the realisations run one at a
-time); jitted once per (sizes, components, layout) and cached across the jobs of a multirun in one
-process."""
+time). The programs are `equinox.filter_jit` functions of the components themselves: a component's
+array fields (its traced options) are arguments, its class and static fields key the compiled
+program, so a sweep over a traced option reuses the program and any other change compiles another
+(cached for the life of the process, and on disk by JAX's persistent compilation cache)."""
 
 from __future__ import annotations
 
-import dataclasses
-
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,24 +20,30 @@ from edgefm.sim.reduce import summarise
 from edgefm.sim.step import draw_failures, failing, init_state, make_step, observe_completions, upload_schedule
 from edgefm.sim.types import ScenarioArrays, SimParams, SimSizes
 
-_COMPILED: dict = {}
-TRACE_COUNTER = {"step": 0}
+# counted at trace time: "step" per traced step function, "program" per traced whole program
+TRACE_COUNTER = {"step": 0, "program": 0}
 
 
-def _initial_state(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
-                   failure):
+def engine_components(channel, workload, controller, failure=None) -> tuple:
+    """(channel, workload, controller, failure) as the programs take them: without their host-side
+    options, and a failure model that fails nothing as None (no failure code at all)."""
+    return (channel.for_engine(), workload.for_engine(), controller.for_engine(),
+            failure.for_engine() if failing(failure) else None)
+
+
+def _initial_state(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, comps):
+    channel, workload, controller, failure = comps
     wstate = workload.init(init_key(key, STREAM_ARRIVALS), arrays.arrival_rate)
     fstate = failure.init(init_key(key, STREAM_FAILURES), arrays.random_nodes) if failing(failure) else ()
-    upload = upload_schedule(uplink_rates(key, arrays, params, sizes, channel)) if channel.fading() == "per_slot" else ()
+    upload = upload_schedule(uplink_rates(key, arrays, sizes, channel)) if channel.fading_mode() == "per_slot" else ()
     return init_state(sizes, wstate, controller.init((sizes, arrays)), fstate, upload)
 
 
-def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
-                 failure=None, compact=False):
-    st = _initial_state(key, arrays, params, sizes, channel, workload, controller, failure)
-    step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure, compact)
+def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, comps, sizes: SimSizes, compact=False):
+    st = _initial_state(key, arrays, params, sizes, comps)
+    step = make_step(sizes, *comps, trace_counter=TRACE_COUNTER, compact=compact)
     (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), jnp.arange(sizes.T))
-    return _final_results(st, series, arrays, params, sizes, failure)
+    return _final_results(st, series, arrays, params, sizes, comps[3])
 
 
 def _final_results(st, series, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, failure):
@@ -44,21 +51,6 @@ def _final_results(st, series, arrays: ScenarioArrays, params: SimParams, sizes:
     end = sizes.T * params.slot_ms
     st = observe_completions(st, arrays, sizes, end, params.slot_ms if failing(failure) else None)
     return summarise(st, series, arrays, params, sizes)
-
-
-def _component_key(c):
-    """What of a component changes the compiled program: its class and its non-traced options
-    (numeric options listed in `params()`, and the workload's load, are traced leaves). A failure
-    model's other options act only through its host-side `schedule` (traced arrays)."""
-    if c is None or getattr(c, "kind", None) == "failure":  # a model that fails nothing: no failure code
-        return c.static_key() if failing(c) else None
-    traced = set(c.params()) | {"load"}
-    config = c.config
-    if dataclasses.is_dataclass(config):
-        static = tuple((f.name, repr(getattr(config, f.name))) for f in dataclasses.fields(config) if f.name not in traced)
-    else:
-        static = (repr(config),)
-    return (c.static_key(), static)
 
 
 def default_batch() -> int:
@@ -86,10 +78,10 @@ def realisation_layout(R: int, batch: int | None = None, devices: int | None = N
 
 
 def _batched(fn, group: int, instance_axes: tuple, shards: int, n_realisation: int):
-    """jit of `fn(*args)` (one realisation) over [I,R,...] arguments: the first `n_realisation`
-    have both axes, the others an instance axis (0) or none (None) as `instance_axes` says. The
-    realisations go `group` at a time (vmap), the groups in a loop (`lax.map`), and R is split over
-    `shards` devices (`shard_map`; every output has leading axes [I,R])."""
+    """`fn(*args)` (one realisation) over [I,R,...] arguments: the first `n_realisation` have both
+    axes, the others an instance axis (0) or none (None) as `instance_axes` says. The realisations
+    go `group` at a time (vmap), the groups in a loop (`lax.map`), and R is split over `shards`
+    devices (`shard_map`; every output has leading axes [I,R]). Called inside a jitted program."""
 
     def per_instance(*args):
         mapped, shared = args[:n_realisation], args[n_realisation:]
@@ -120,53 +112,60 @@ def _batched(fn, group: int, instance_axes: tuple, shards: int, n_realisation: i
         mesh = Mesh(np.array(jax.devices()[:shards]), ("r",))
         specs = (P(None, "r"),) * n_realisation + (P(),) * len(instance_axes)
         run = jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=P(None, "r"), check_vma=False)
-    return jax.jit(run)
+    return run
 
 
-def _program(sizes: SimSizes, channel, workload, controller, failure=None, layout=(0, 1)):
-    """The jitted program for these sizes, components and realisation layout ((group, shards), see
-    `realisation_layout`), cached for the life of the process."""
-    cache_key = (sizes, _component_key(channel), _component_key(workload), _component_key(controller),
-                 _component_key(failure), tuple(layout))
-    fn = _COMPILED.get(cache_key)
-    if fn is None:
-        group, shards = layout
+def _whole(keys, arrays, params, comps, sizes: SimSizes, layout: tuple[int, int]):
+    """Every realisation of every instance over the whole horizon ((group, shards) = `layout`)."""
+    TRACE_COUNTER["program"] += 1
+    group, shards = layout
 
-        def one(key, arrays, params):
-            return _rollout_one(key, arrays, params, sizes, channel, workload, controller, failure, group == 1)
+    def one(key, arrays, params, comps):
+        return _rollout_one(key, arrays, params, comps, sizes, group == 1)
 
-        fn = _batched(one, group, (0, None), shards, 1)
-        _COMPILED[cache_key] = fn
-    return fn
+    return _batched(one, group, (0, None, None), shards, 1)(keys, arrays, params, comps)
 
 
-def _chunk_programs(sizes: SimSizes, chunk: int, channel, workload, controller, failure=None, layout=(0, 1)):
-    """(start, advance, finish), jitted and cached: the horizon in pieces of `chunk` slots, with the
-    state carried between calls on the device (the same step, so the same results as one piece)."""
-    cache_key = ("chunked", chunk, sizes, _component_key(channel), _component_key(workload), _component_key(controller),
-                 _component_key(failure), tuple(layout))
-    programs = _COMPILED.get(cache_key)
-    if programs is None:
-        group, shards = layout
-        step = make_step(sizes, channel, workload, controller, TRACE_COUNTER, failure, group == 1)
+def _start(keys, arrays, params, comps, sizes: SimSizes, layout: tuple[int, int]):
+    """The initial states [I,R] of the chunked horizon."""
+    TRACE_COUNTER["program"] += 1
+    group, shards = layout
 
-        def start_one(key, arrays, params):
-            return _initial_state(key, arrays, params, sizes, channel, workload, controller, failure)
+    def one(key, arrays, params, comps):
+        return _initial_state(key, arrays, params, sizes, comps)
 
-        def advance_one(st, key, arrays, params, t0):
-            (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), t0 + jnp.arange(chunk))
-            return st, series
+    return _batched(one, group, (0, None, None), shards, 1)(keys, arrays, params, comps)
 
-        def finish_one(st, series, arrays, params):
-            return _final_results(st, series, arrays, params, sizes, failure)
 
-        programs = (
-            _batched(start_one, group, (0, None), shards, 1),
-            _batched(advance_one, group, (0, None, None), shards, 2),
-            _batched(finish_one, group, (0, None), shards, 2),
-        )
-        _COMPILED[cache_key] = programs
-    return programs
+def _advance(st, keys, arrays, params, t0, comps, sizes: SimSizes, layout: tuple[int, int], chunk: int):
+    """`chunk` slots from slot t0 on: (states, per-slot outputs) [I,R,...]."""
+    TRACE_COUNTER["program"] += 1
+    group, shards = layout
+    step = make_step(sizes, *comps, trace_counter=TRACE_COUNTER, compact=group == 1)
+
+    def one(st, key, arrays, params, t0, comps):
+        (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), t0 + jnp.arange(chunk))
+        return st, series
+
+    return _batched(one, group, (0, None, None, None), shards, 2)(st, keys, arrays, params, t0, comps)
+
+
+def _finish(st, series, arrays, params, comps, sizes: SimSizes, layout: tuple[int, int]):
+    """The end of the chunked horizon: completions and summaries [I,R,...]."""
+    TRACE_COUNTER["program"] += 1
+    group, shards = layout
+
+    def one(st, series, arrays, params, comps):
+        return _final_results(st, series, arrays, params, sizes, comps[3])
+
+    return _batched(one, group, (0, None, None), shards, 2)(st, series, arrays, params, comps)
+
+
+# the jitted programs (cached by their arguments: the components' classes and static fields, the sizes)
+_whole_program = eqx.filter_jit(_whole)
+_start_program = eqx.filter_jit(_start)
+_advance_program = eqx.filter_jit(_advance)
+_finish_program = eqx.filter_jit(_finish)
 
 
 def chunk_length(T: int, chunk_slots: int) -> int:
@@ -191,23 +190,23 @@ def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, c
     of the default backend's); see `realisation_layout`. Neither changes the results.
     """
     layout = realisation_layout(keys.shape[1], batch, devices)
+    comps = engine_components(channel, workload, controller, failure)
     chunk = chunk_length(sizes.T, int(chunk_slots))
     if chunk == sizes.T:
-        out = _program(sizes, channel, workload, controller, failure, layout)(keys, arrays, params)
+        out = _whole_program(keys, arrays, params, comps, sizes, layout)
         if progress is not None:
             progress(sizes.T, sizes.T)
         return out
-    start, advance, finish = _chunk_programs(sizes, chunk, channel, workload, controller, failure, layout)
-    st = start(keys, arrays, params)
+    st = _start_program(keys, arrays, params, comps, sizes, layout)
     pieces = []
     for t0 in range(0, sizes.T, chunk):
-        st, series = advance(st, keys, arrays, params, jnp.asarray(t0))
+        st, series = _advance_program(st, keys, arrays, params, jnp.asarray(t0), comps, sizes, layout, chunk)
         pieces.append(series)
         if progress is not None:
             jax.block_until_ready(st)
             progress(t0 + chunk, sizes.T)
     series = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=2), *pieces)  # [I,R,T,...]
-    return finish(st, series, arrays, params)
+    return _finish_program(st, series, arrays, params, comps, sizes, layout)
 
 
 def compile_simulation(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
@@ -215,20 +214,25 @@ def compile_simulation(keys, arrays: ScenarioArrays, params: SimParams, sizes: S
     """Ahead-of-time compile `simulate` for these arguments: returns the compiled callable
     ``f(keys, arrays, params)`` (used by the benchmarks to time compilation apart from running)."""
     layout = realisation_layout(keys.shape[1], batch)
-    return _program(sizes, channel, workload, controller, failure, layout).lower(keys, arrays, params).compile()
+    comps = engine_components(channel, workload, controller, failure)
+    compiled = _whole_program.lower(keys, arrays, params, comps, sizes, layout).compile()
+    return lambda keys, arrays, params: compiled(keys, arrays, params, comps, sizes, layout)
 
 
 def exogenous_samples(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload):
     """The exogenous samples one realisation sees: arrivals [T,U,N], uplink_rate [T,U], light_rate
     [T,V,Ml,X]; the same draws as inside `simulate`, for the reference simulator."""
 
-    def body(wstate, t):
-        counts, uplink, rates, wstate = draw_slot(key, t, wstate, arrays, params, sizes, channel, workload)
-        return wstate, (counts, uplink, rates)
+    @eqx.filter_jit
+    def draws(key, arrays, params, channel, workload):
+        def body(wstate, t):
+            counts, uplink, rates, wstate = draw_slot(key, t, wstate, arrays, params, sizes, channel, workload)
+            return wstate, (counts, uplink, rates)
 
-    wstate = workload.init(init_key(key, STREAM_ARRIVALS), arrays.arrival_rate)
-    _, (counts, uplink, rates) = jax.jit(lambda w: lax.scan(body, w, jnp.arange(sizes.T)))(wstate)
-    return counts, uplink, rates
+        wstate = workload.init(init_key(key, STREAM_ARRIVALS), arrays.arrival_rate)
+        return lax.scan(body, wstate, jnp.arange(sizes.T))[1]
+
+    return draws(key, arrays, params, channel, workload)
 
 
 def failure_samples(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, failure):
@@ -238,12 +242,15 @@ def failure_samples(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSi
     if not failing(failure):
         return jnp.ones((sizes.T, arrays.node_sched.shape[-1]), bool)
 
-    def body(fstate, t):
-        up, fstate = draw_failures(key, t, fstate, arrays, params, failure)
-        return fstate, up
+    @eqx.filter_jit
+    def run(fstate, failure):
+        def body(fstate, t):
+            up, fstate = draw_failures(key, t, fstate, arrays, params, failure)
+            return fstate, up
 
-    fstate = failure.init(init_key(key, STREAM_FAILURES), arrays.random_nodes)
-    return jax.jit(lambda f: lax.scan(body, f, jnp.arange(sizes.T))[1])(fstate)
+        return lax.scan(body, fstate, jnp.arange(sizes.T))[1]
+
+    return run(failure.init(init_key(key, STREAM_FAILURES), arrays.random_nodes), failure)
 
 
 __all__ = ["simulate", "exogenous_samples", "failure_samples", "STREAM_CONTROLLER"]

@@ -25,10 +25,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from edgefm.sim.keys import STREAM_CONTROLLER, STREAM_FAILURES, draw_slot, stream
-from edgefm.sim.types import Action, Observation, ScenarioArrays, SimSizes, resource_usage
+from edgefm.sim.types import (
+    CAPACITY_TOL, Action, Observation, ScenarioArrays, SimSizes, ranks_in_list_order, resource_usage,
+)
 
 INF = jnp.inf
-CAPACITY_TOL = 1e-9  # Eq. 8 tolerance on float sums of resource needs
 INT = jnp.int64  # x64 is on: the default integer, so updates keep their dtype
 BOUND_TOL = 1e-9  # ms: a stage violates its stated bound when its delay exceeds it by more
 # the parts of a finished task's critical path (SEMANTICS §11), in this order
@@ -657,6 +658,7 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
     asked_all = obs.valid & (action.assign >= 0)
     ref_all = jnp.clip(st.light_q, 0, BS - 1)
     bound_all = jnp.full(L, jnp.nan) if action.bound is None else action.bound.astype(st.bound.dtype)
+    rank_all = ranks_in_list_order(jnp.where(asked_all, action.assign, -1)) if action.rank is None else action.rank
 
     def entries(sel):
         """The assigned entries among the list entries `sel` ([K] indices, L = none): (asked, the
@@ -671,7 +673,7 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
         else:  # a chunk: computed for its entries (a controller that does not read the table, such
             # as lbrr, then has it computed for no entry)
             ready = jax.vmap(lambda r, u: data_ready(st, arrays, r)[u])(ref_all[selc], v)
-        return asked_all[selc] & (sel < L), jnp.where(asked, inst_c, I), action.rank[selc], v, ready
+        return asked_all[selc] & (sel < L), jnp.where(asked, inst_c, I), rank_all[selc], v, ready
 
     def instances_ok(sel):
         """[I] bool: the instances whose new jobs are consistent, from the entries `sel` (all the
@@ -843,11 +845,11 @@ def failing(failure) -> bool:
 def draw_failures(key, t, failure_state, arrays: ScenarioArrays, params, failure):
     """(up [V] bool, new state): the nodes up in slot t, the schedule and the random draws."""
     up, failure_state = failure.sample(
-        failure_state, stream(key, STREAM_FAILURES, t), t, arrays.random_nodes, params.slot_ms, params.failure)
+        failure_state, stream(key, STREAM_FAILURES, t), t, arrays.random_nodes, params.slot_ms)
     return arrays.node_sched[t] & up, failure_state
 
 
-def make_step(sizes: SimSizes, channel, workload, controller, trace_counter=None, failure=None, compact=False):
+def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, trace_counter=None, compact=False):
     """Build `step(carry, t) -> (carry, per-slot outputs)` for `lax.scan`, one realisation.
     ``compact``: the step runs without a batch axis (see `apply_light_action`)."""
     fails = failing(failure)

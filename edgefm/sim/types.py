@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
+CAPACITY_TOL = 1e-9  # Eq. 8 tolerance on float sums of resource needs
 CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
 ROOT_READY_RULES = ("uplink_end", "arrival")  # when a root stage becomes ready (docs/SEMANTICS.md §2.3)
 LIGHT_ORDERS = ("input_arrival", "dispatch")  # the service order of a light FIFO (docs/SEMANTICS.md §2.7)
@@ -90,15 +91,11 @@ class ScenarioArrays(eqx.Module):
 
 
 class SimParams(eqx.Module):
-    """Traced numbers: sweeping them does not recompile."""
+    """The sim's traced numbers: sweeping them does not recompile (the components' own traced
+    options are their array fields)."""
 
     slot_ms: Array  # [] ms
-    load: Array  # [] arrival-rate multiplier
     y_max: Array  # [] int, <= SimSizes.Q
-    channel: dict  # the channel model's numeric options
-    workload: dict  # the workload generator's numeric options
-    controller: dict  # the controller's numeric options
-    failure: dict = eqx.field(default_factory=dict)  # the failure model's numeric options
 
 
 class Observation(eqx.Module):
@@ -141,8 +138,10 @@ class Action(eqx.Module):
 
     alive: Array  # [V,Ml,X] bool: light instances that exist during this slot (busy ones are kept anyway)
     assign: Array  # [Lw] int: flat instance index (v*Ml + ml)*X + k for each waiting stage, -1 = wait
-    rank: Array  # [Lw] int: 0, 1, ... among this boundary's assignments to the same instance, in list order
     parallelism: Array  # [V,Ml] int: y, jobs one instance admits at once (<= y_max)
+    # [Lw] int: 0, 1, ... among this boundary's assignments to the same instance, in list order;
+    # None: the engine computes them (`ranks_in_list_order`)
+    rank: Array | None = None
     # the delay bound (ms) the controller counted on for each assigned stage (nan or None = none):
     # the engine measures how often it is exceeded (docs/SEMANTICS.md §11)
     bound: Array | None = None  # [Lw] ms

@@ -21,24 +21,28 @@ OBS_PREFIX, ACT_PREFIX = "rec_obs_", "rec_act_"
 ACTION_FIELDS = ("alive", "assign", "rank", "parallelism")
 
 
+class _RecordingName:
+    """``name``: ``"recording"`` on the class, ``"recording(<inner name>)"`` on an instance."""
+
+    def __get__(self, obj, cls):
+        return "recording" if obj is None else f"recording({obj.inner.name})"
+
+
 class RecordingController(AbstractController):
     """Wraps a controller; its decisions are the inner controller's, its info adds `rec_obs_*` and
-    `rec_act_*` entries (every `Observation` field and the action's arrays) to the inner info."""
+    `rec_act_*` entries (every `Observation` field and the action's arrays) to the inner info.
 
-    def __init__(self, inner: AbstractController):
-        super().__init__(inner.config)
-        self.inner = inner
-        self.name = f"recording({inner.name})"
+    The inner controller is a pytree field: its traced options stay traced (a sweep over them reuses
+    the compiled program) and its static options key the program, as they would unwrapped."""
 
-    def params(self):
-        return self.inner.params()
+    name = _RecordingName()
+    description = "records what the inner controller saw and decided (tests, debugging)"
 
-    def static_key(self):
-        return ("recording", *self.inner.static_key())
+    inner: AbstractController
 
-    def validate(self):
-        if hasattr(self.inner, "validate"):
-            self.inner.validate()
+    def for_engine(self) -> RecordingController:
+        inner = self.inner.for_engine()
+        return self if inner is self.inner else RecordingController(inner)
 
     def init(self, ctx):
         return self.inner.init(ctx)

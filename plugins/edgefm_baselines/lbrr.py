@@ -3,18 +3,11 @@ docs/SEMANTICS.md §6), in JAX with static shapes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax.numpy as jnp
 from jax import lax
 
 from edgefm.interfaces import AbstractController
-from edgefm.sim.types import Action, rank_in_group, ranks_in_list_order, resource_usage
-
-
-@dataclass
-class LBRRConfig:
-    pass
+from edgefm.types import Action, rank_in_group, ranks_in_list_order, resource_usage
 
 
 def node_utilisation(usage, capacity):
@@ -29,7 +22,6 @@ class LBRRController(AbstractController):
     the waiting stages, routes stages round-robin, and stops instances left idle."""
 
     name = "lbrr"
-    Config = LBRRConfig
     description = "least-utilised scale-out, round-robin routing (baseline)"
 
     def init(self, ctx):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from edgefm.errors import SolverError
-from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
+from edgefm.interfaces import AbstractPlacementSolver, PlacementResult, host
 from edgefm.scenario.hostable import check_plan, check_plan_fit, core_demand, fit_growth, fit_info, not_even_at_1  # noqa: F401 - core_demand: re-exported by edgefm_baselines
 
 
@@ -18,31 +16,25 @@ def utilisation(used: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     return ratio.sum(1) / np.maximum(has.sum(1), 1)
 
 
-@dataclass
-class LeastLoadedConfig:
-    plan_load: float = 1.0  # the backbone is sized for plan_load times the load-1x arrival rates
-    target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
-    plan_fit: str = "exact"  # exact: a demand the greedy cannot place is an error | largest: the largest growth in [1, plan_load / ρ*] it places
-
-
 class LeastLoadedPlacement(AbstractPlacementSolver):
     """Each core service (by decreasing demand) gets req_m instances, one at a time on the feasible
     node of lowest mean utilisation."""
 
     name = "least_loaded"
-    Config = LeastLoadedConfig
     description = "core services by demand, each instance on the least-utilised feasible node"
 
-    def validate(self) -> None:
-        check_plan(self.config.plan_load, self.config.target_utilisation)
-        check_plan_fit(self.config.plan_fit)
+    plan_load: float = host(1.0)  # the backbone is sized for plan_load times the load-1x arrival rates
+    target_utilisation: float = host(1.0)  # ρ* in (0, 1]: the mean utilisation the demand is sized for
+    plan_fit: str = host("exact")  # exact: a demand the greedy cannot place is an error | largest: the largest growth in [1, plan_load / ρ*] it places
+
+    def __check_init__(self):
+        check_plan(self.plan_load, self.target_utilisation)
+        check_plan_fit(self.plan_fit)
 
     def solve(self, scenario, *, slot_ms: float) -> PlacementResult:
         """The greedy at the demand of `fit_growth`: with ``plan_fit = largest`` and a demand at α =
         plan_load / ρ* that the greedy cannot place, the largest growth α' in [1, α] whose demand it
         places in full (docs/PLACEMENT.md §1)."""
-        self.validate()
-        c = self.config
         placed: dict[tuple, np.ndarray | str] = {}  # demand -> placement, or the greedy's error
 
         def fits(req) -> bool:
@@ -53,15 +45,18 @@ class LeastLoadedPlacement(AbstractPlacementSolver):
                 return False
             return True
 
-        fit = fit_growth(scenario, plan_fit=c.plan_fit, plan_load=c.plan_load,
-                         target_utilisation=c.target_utilisation, fits=fits)
+        fit = fit_growth(scenario, plan_fit=self.plan_fit, plan_load=self.plan_load,
+                         target_utilisation=self.target_utilisation, fits=fits)
         if not fit.fits:
             raise SolverError(not_even_at_1(placed[tuple(int(d) for d in fit.demand)], fit))
         x = placed.get(tuple(int(d) for d in fit.demand))
         if x is None:  # plan_fit = exact: placed here, the greedy's error as it is
             x = greedy(scenario, fit.demand)
-        info = {"solver_status": "heuristic", **fit_info(c.plan_fit, c.plan_load, c.target_utilisation, fit)}
+        info = {"solver_status": "heuristic", **fit_info(self.plan_fit, self.plan_load, self.target_utilisation, fit)}
         return PlacementResult(x_core=x, info=info)
+
+
+LeastLoadedConfig = LeastLoadedPlacement.Config  # the options as a dataclass (the Hydra schema)
 
 
 def greedy(scenario, req: np.ndarray) -> np.ndarray:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax.numpy as jnp
 import numpy as np
 
 from edgefm import hookimpl
-from edgefm.errors import ConfigError
-from edgefm.interfaces import FADING_MODES, AbstractChannelModel
+from edgefm.interfaces import FADING_MODES, AbstractChannelModel, check_choice, check_number, static, traced
 from edgefm.random import gamma
 
 
@@ -19,54 +16,44 @@ class OffChannel(AbstractChannelModel):
     name = "off"
     description = "uplink takes no time"
 
-    def uplink_rate(self, key, users, params):
+    def uplink_rate(self, key, users):
         return jnp.full(users["nakagami_m"].shape, jnp.inf)
 
     def mean_rate(self, users):
         return np.full(np.shape(users["nakagami_m"]), np.inf)
 
 
-@dataclass
-class NakagamiConfig:
-    bandwidth: float = 0.125  # MB/ms per unit of spectral efficiency (1 Gbit/s)
-    snr0: float = 1.0  # mean SNR scale: rate = B log2(1 + snr0 |h|^2)
-    fading: str = "block"  # block: the arrival slot's rate for the whole upload | per_slot: each slot's rate
-
-
 class NakagamiChannel(AbstractChannelModel):
     """Power gain |h|^2 ~ Gamma(m, Omega/m) per user per slot; rate = B log2(1 + snr0 |h|^2)."""
 
     name = "nakagami"
-    Config = NakagamiConfig
     description = "Nakagami-m block fading per user per slot"
 
-    def validate(self):
-        c = self.config
-        if not (isinstance(c.bandwidth, (int, float)) and c.bandwidth > 0 and np.isfinite(c.bandwidth)):
-            raise ConfigError("channel.bandwidth", c.bandwidth, "a finite number > 0 (MB/ms per unit of spectral efficiency)")
-        if not (isinstance(c.snr0, (int, float)) and c.snr0 > 0 and np.isfinite(c.snr0)):
-            raise ConfigError("channel.snr0", c.snr0, "a finite number > 0")
-        if c.fading not in FADING_MODES:
-            raise ConfigError("channel.fading", c.fading, "one of: " + ", ".join(FADING_MODES))
+    bandwidth: float = traced(0.125)  # MB/ms per unit of spectral efficiency (1 Gbit/s)
+    snr0: float = traced(1.0)  # mean SNR scale: rate = B log2(1 + snr0 |h|^2)
+    fading: str = static("block")  # block: the arrival slot's rate for the whole upload | per_slot: each slot's rate
 
-    def params(self):
-        return {"bandwidth": float(self.config.bandwidth), "snr0": float(self.config.snr0)}
-
-    def fading(self):
-        return str(self.config.fading)
-
-    def mean_rate(self, users):
-        """B log2(1 + snr0 Ω_u): the rate at the mean power gain E|h|^2 = Ω_u."""
-        c = self.config
-        return float(c.bandwidth) * np.log2(1.0 + float(c.snr0) * np.asarray(users["nakagami_omega"], float))
+    def __check_init__(self):
+        check_number(self.bandwidth, "channel.bandwidth", "a finite number > 0 (MB/ms per unit of spectral efficiency)",
+                     lambda x: x > 0)
+        check_number(self.snr0, "channel.snr0", "a finite number > 0", lambda x: x > 0)
+        check_choice(self.fading, "channel.fading", FADING_MODES)
 
     def shape(self, users):
         return users["nakagami_m"]
 
-    def uplink_rate(self, key, users, params):
+    def uplink_rate(self, key, users):
         m = self.shape(users)
         gain = gamma(key, m) * users["nakagami_omega"] / m
-        return params["bandwidth"] * jnp.log2(1.0 + params["snr0"] * gain)
+        return self.bandwidth * jnp.log2(1.0 + self.snr0 * gain)
+
+    def fading_mode(self):
+        return self.fading
+
+    def mean_rate(self, users):
+        """B log2(1 + snr0 Ω_u): the rate at the mean power gain E|h|^2 = Ω_u."""
+        omega = np.asarray(users["nakagami_omega"], float)
+        return float(self.bandwidth) * np.log2(1.0 + float(self.snr0) * omega)
 
 
 class RayleighChannel(NakagamiChannel):

@@ -8,7 +8,6 @@ failures for a seed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import jax
@@ -17,7 +16,7 @@ import numpy as np
 
 from edgefm import hookimpl
 from edgefm.errors import ConfigError
-from edgefm.interfaces import AbstractFailureModel
+from edgefm.interfaces import AbstractFailureModel, check_number, host, traced
 
 
 def resolve_node(scenario, value, where: str) -> int:
@@ -59,90 +58,65 @@ def check_window(group: str, start_ms, duration_ms) -> None:
         raise ConfigError(f"{group}.duration_ms", duration_ms, "a number > 0 (ms), or null: never recover")
 
 
-@dataclass
-class NoFailureConfig:
-    pass
-
-
 class NoFailures(AbstractFailureModel):
     """Nothing fails (the default): the engine skips failure handling."""
 
     name = "none"
-    Config = NoFailureConfig
     description = "no failures"
 
     def active(self) -> bool:
         return False
 
 
-@dataclass
-class NodeDownConfig:
-    nodes: list[Any] = field(default_factory=list)  # node names (e.g. ES1) or indices
-    start_ms: float = 0.0  # first instant down: slots t with start_ms <= t*slot_ms < start_ms + duration_ms
-    duration_ms: Optional[float] = None  # ms down; null: never recover
-    isolate: bool = False  # also take down every link of these nodes (no forwarding through them)
-
-
 class NodeDown(AbstractFailureModel):
     """Given nodes fail at a given time and, optionally, recover after a duration."""
 
     name = "node_down"
-    Config = NodeDownConfig
     description = "given nodes down over a time window (optionally isolated)"
 
-    def validate(self):
-        c = self.config
-        if not isinstance(c.nodes, (list, tuple)) or not c.nodes:
-            raise ConfigError("failure.nodes", c.nodes, "a non-empty list of node names or indices")
-        check_window("failure", c.start_ms, c.duration_ms)
+    nodes: list[Any] = host([])  # node names (e.g. ES1) or indices
+    start_ms: float = host(0.0)  # first instant down: slots t with start_ms <= t*slot_ms < start_ms + duration_ms
+    duration_ms: Optional[float] = host(None)  # ms down; null: never recover
+    isolate: bool = host(False)  # also take down every link of these nodes (no forwarding through them)
+
+    def __check_init__(self):
+        if not isinstance(self.nodes, (list, tuple)) or not self.nodes:
+            raise ConfigError("failure.nodes", self.nodes, "a non-empty list of node names or indices")
+        check_window("failure", self.start_ms, self.duration_ms)
 
     def schedule(self, scenario, *, total_slots, slot_ms):
-        c = self.config
         base = super().schedule(scenario, total_slots=total_slots, slot_ms=slot_ms)
-        down = window(total_slots, slot_ms, c.start_ms, c.duration_ms)
-        nodes = sorted({resolve_node(scenario, v, "failure.nodes") for v in c.nodes})
+        down = window(total_slots, slot_ms, self.start_ms, self.duration_ms)
+        nodes = sorted({resolve_node(scenario, v, "failure.nodes") for v in self.nodes})
         base.node_up[np.ix_(down, nodes)] = False
-        if c.isolate:
+        if self.isolate:
             ends = np.asarray(scenario.link_ends)
             links = [e for e in range(ends.shape[0]) if int(ends[e, 0]) in nodes or int(ends[e, 1]) in nodes]
             base.link_up[np.ix_(down, links)] = False
         return base
 
 
-@dataclass
-class LinkDownConfig:
-    links: list[Any] = field(default_factory=list)  # pairs [a, b] of node names or indices
-    start_ms: float = 0.0
-    duration_ms: Optional[float] = None  # null: never recover
-
-
 class LinkDown(AbstractFailureModel):
     """Given links fail at a given time and, optionally, recover after a duration."""
 
     name = "link_down"
-    Config = LinkDownConfig
     description = "given links down over a time window"
 
-    def validate(self):
-        c = self.config
-        if not isinstance(c.links, (list, tuple)) or not c.links:
-            raise ConfigError("failure.links", c.links, "a non-empty list of node pairs [a, b]")
-        check_window("failure", c.start_ms, c.duration_ms)
+    links: list[Any] = host([])  # pairs [a, b] of node names or indices
+    start_ms: float = host(0.0)
+    duration_ms: Optional[float] = host(None)  # null: never recover
+
+    def __check_init__(self):
+        if not isinstance(self.links, (list, tuple)) or not self.links:
+            raise ConfigError("failure.links", self.links, "a non-empty list of node pairs [a, b]")
+        check_window("failure", self.start_ms, self.duration_ms)
 
     def schedule(self, scenario, *, total_slots, slot_ms):
-        c = self.config
         base = super().schedule(scenario, total_slots=total_slots, slot_ms=slot_ms)
-        down = window(total_slots, slot_ms, c.start_ms, c.duration_ms)
-        links = sorted({e for pair in c.links for e in resolve_links(scenario, pair, "failure.links")})
+        down = window(total_slots, slot_ms, self.start_ms, self.duration_ms)
+        links = sorted({e for pair in self.links for e in resolve_links(scenario, pair, "failure.links")})
         base.link_up[np.ix_(down, links)] = False
         return base
-
-
-@dataclass
-class RandomFailureConfig:
-    mtbf_ms: float = 2000.0  # mean time between failures of one node (ms)
-    mttr_ms: float = 50.0  # mean time to repair (ms)
-    nodes: Optional[list[Any]] = None  # nodes that may fail (names or indices); null: every node
 
 
 class RandomFailures(AbstractFailureModel):
@@ -150,35 +124,32 @@ class RandomFailures(AbstractFailureModel):
     with probability 1 − exp(−Δt/MTBF) per slot, a down one is repaired with 1 − exp(−Δt/MTTR)."""
 
     name = "random"
-    Config = RandomFailureConfig
     description = "independent random node failures with memoryless repair"
 
-    def validate(self):
-        c = self.config
-        for name in ("mtbf_ms", "mttr_ms"):
-            value = getattr(c, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
-                raise ConfigError(f"failure.{name}", value, "a number > 0 (ms)")
-        if c.nodes is not None and (not isinstance(c.nodes, (list, tuple)) or not c.nodes):
-            raise ConfigError("failure.nodes", c.nodes, "a non-empty list of node names or indices, or null (every node)")
+    mtbf_ms: float = traced(2000.0)  # mean time between failures of one node (ms)
+    mttr_ms: float = traced(50.0)  # mean time to repair (ms)
+    nodes: Optional[list[Any]] = host(None)  # nodes that may fail (names or indices); null: every node
 
-    def params(self):
-        return {"mtbf_ms": float(self.config.mtbf_ms), "mttr_ms": float(self.config.mttr_ms)}
+    def __check_init__(self):
+        for option in ("mtbf_ms", "mttr_ms"):
+            check_number(getattr(self, option), f"failure.{option}", "a number > 0 (ms)", lambda x: x > 0)
+        if self.nodes is not None and (not isinstance(self.nodes, (list, tuple)) or not self.nodes):
+            raise ConfigError("failure.nodes", self.nodes, "a non-empty list of node names or indices, or null (every node)")
 
     def schedule(self, scenario, *, total_slots, slot_ms):
         base = super().schedule(scenario, total_slots=total_slots, slot_ms=slot_ms)
-        if self.config.nodes is None:
+        if self.nodes is None:
             base.random_nodes[:] = True
         else:
-            base.random_nodes[[resolve_node(scenario, v, "failure.nodes") for v in self.config.nodes]] = True
+            base.random_nodes[[resolve_node(scenario, v, "failure.nodes") for v in self.nodes]] = True
         return base
 
     def init(self, key, random_nodes):
         return jnp.zeros(random_nodes.shape, bool)  # down? every node is up before slot 0
 
-    def sample(self, state, key, t, random_nodes, slot_ms, params):
-        p_fail = -jnp.expm1(-slot_ms / params["mtbf_ms"])
-        p_repair = -jnp.expm1(-slot_ms / params["mttr_ms"])
+    def sample(self, state, key, t, random_nodes, slot_ms):
+        p_fail = -jnp.expm1(-slot_ms / self.mtbf_ms)
+        p_repair = -jnp.expm1(-slot_ms / self.mttr_ms)
         u = jax.random.uniform(key, random_nodes.shape)
         down = random_nodes & jnp.where(state, u >= p_repair, u < p_fail)
         return ~down, down

@@ -1,7 +1,7 @@
 """Controller `ga`: a genetic algorithm over light instance counts (MODEL.md §8, docs/SEMANTICS.md §10)."""
 
 from edgefm import hookimpl
-from edgefm_ga.controller import GAConfig, GAController
+from edgefm_ga.controller import GAController
 
 
 @hookimpl
@@ -9,4 +9,4 @@ def edgefm_register_controllers():
     return [GAController]
 
 
-__all__ = ["GAConfig", "GAController"]
+__all__ = ["GAController"]

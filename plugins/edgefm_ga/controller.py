@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -24,10 +23,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from edgefm.errors import ConfigError
-from edgefm.interfaces import AbstractController
+from edgefm.interfaces import AbstractController, check_number, static, traced
 from edgefm.io.variables import Variable, register_variable
-from edgefm.sim.step import CAPACITY_TOL
-from edgefm.sim.types import Action, rank_in_group
+from edgefm.types import CAPACITY_TOL, Action, rank_in_group
 
 INT = jnp.int64  # x64 is on (import edgefm)
 FIT_TOL = 0.5 * CAPACITY_TOL  # repair: float round-off never rejects an exact fit, nor passes Eq. 8's check
@@ -42,18 +40,6 @@ register_variable(
         "float64",
     )
 )
-
-
-@dataclass
-class GAConfig:
-    """Options of controller `ga`. Only `mutation` is traced; the others fix shapes or loop bounds."""
-
-    population: int = 10  # genomes per generation (static)
-    generations: int = 30  # generations per slot (static: the loop bound)
-    mutation: float = 0.1  # per-gene probability of resampling the increment (traced)
-    max_add: int = 3  # largest increment per (node, light service) and slot (static)
-    elite_fraction: float = 0.5  # elite = floor(population * elite_fraction) genomes (static)
-    max_stages_per_service: int = 64  # waiting stages of each light service considered (static)
 
 
 def elite_count(population: int, elite_fraction: float) -> int:
@@ -255,18 +241,19 @@ class GAController(AbstractController):
     waiting light stages greedily on the best counts."""
 
     name = "ga"
-    Config = GAConfig
     description = "genetic algorithm over light instance counts per slot (baseline)"
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        self.validate()
+    # Only `mutation` is traced; the others fix shapes or loop bounds (static).
+    population: int = static(10)  # genomes per generation (static: the population axis)
+    generations: int = static(30)  # generations per slot (static: the loop bound)
+    mutation: float = traced(0.1)  # per-gene probability of resampling the increment (traced)
+    max_add: int = static(3)  # largest increment per (node, light service) and slot (static)
+    elite_fraction: float = static(0.5)  # elite = floor(population * elite_fraction) genomes (static)
+    max_stages_per_service: int = static(64)  # waiting stages of each light service considered (static)
 
-    def validate(self) -> None:
-        c = self.config
-
+    def __check_init__(self):
         def integer(name, low):
-            value = getattr(c, name)
+            value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
                     or int(value) != value or value < low):
                 raise ConfigError(f"controller.{name}", value, f"an integer >= {low}")
@@ -275,26 +262,21 @@ class GAController(AbstractController):
         integer("generations", 0)
         integer("max_add", 1)
         integer("max_stages_per_service", 1)
-        m = c.mutation
-        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= m <= 1.0:
-            raise ConfigError("controller.mutation", m, "a probability in [0, 1]")
-        f = c.elite_fraction
+        check_number(self.mutation, "controller.mutation", "a probability in [0, 1]", lambda x: 0.0 <= x <= 1.0)
+        f = self.elite_fraction
         if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0.0 < f < 1.0:
             raise ConfigError("controller.elite_fraction", f, "a number in (0, 1)")
-        e = elite_count(int(c.population), float(f))
-        if not 1 <= e <= int(c.population) - 1:
+        e = elite_count(int(self.population), float(f))
+        if not 1 <= e <= int(self.population) - 1:
             raise ConfigError(
                 "controller.elite_fraction", f,
                 f"a fraction whose elite floor(population x fraction) is between 1 and population - 1 "
-                f"(population = {c.population} gives {e})",
+                f"(population = {self.population} gives {e})",
             )
-
-    def params(self) -> dict[str, float]:
-        return {"mutation": float(self.config.mutation)}
 
     @property
     def elite(self) -> int:
-        return elite_count(int(self.config.population), float(self.config.elite_fraction))
+        return elite_count(int(self.population), float(self.elite_fraction))
 
     def init(self, ctx):
         sizes, _ = ctx
@@ -303,14 +285,13 @@ class GAController(AbstractController):
     def problem(self, state, obs, ctx, params) -> Problem:
         sizes, arrays = ctx
         return prepare(
-            obs, sizes, arrays, params.y_max, params.slot_ms, int(self.config.max_stages_per_service), state
+            obs, sizes, arrays, params.y_max, params.slot_ms, int(self.max_stages_per_service), state
         )
 
     def search(self, pb: Problem, params, key):
-        c = self.config
         return evolve(
-            pb, key, params.controller["mutation"], population=int(c.population),
-            generations=int(c.generations), elite=self.elite, max_add=int(c.max_add),
+            pb, key, self.mutation, population=int(self.population),
+            generations=int(self.generations), elite=self.elite, max_add=int(self.max_add),
         )
 
     def act(self, state, obs, ctx, params, key):

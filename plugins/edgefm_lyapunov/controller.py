@@ -23,8 +23,6 @@ then Ml for the dispatch) × n_m iterations of a few [V·X]-wide vector operatio
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -32,55 +30,30 @@ import jax.numpy as jnp
 from jax import lax
 
 from edgefm.capacity import delay_bound, mean_delay
-from edgefm.errors import ConfigError
-from edgefm.interfaces import AbstractController
-from edgefm.sim.types import Action, rank_in_group, resource_usage
+from edgefm.interfaces import AbstractController, check_choice, check_integer, check_number, preset, static, traced
+from edgefm.types import Action, rank_in_group, resource_usage
 
 INT = jnp.int64
 TIE_TOL = 1e-9  # §9: absolute tolerance of the per-stage score ties; relative one of the greedy's Δ
-
-
-@dataclass
-class LyapunovConfig:
-    V: float = 1.0  # Lyapunov trade-off weight of the light cost against the weighted delays
-    epsilon: float = 0.2  # delay-violation probability of g^EC, in (0, 1) (unused by propavg)
-    window_ms: float = 0.0  # admission window W of g^EC in ms; 0 = the slot length
-    pi: float = 1.0  # weight π of every task type in the stage weights π·H
-    H_min: float = 1.0  # floor (and initial value) of the virtual queues
-    max_steps: int = 1000  # cap on the greedy's steps (instances added) per boundary
-    max_stages_per_service: int = 64  # L: waiting stages per light service considered (static)
-    # MODEL's "instance-ready" term of d̂ (SEMANTICS §9; static): none | drain | max_input
-    instance_ready: str = "none"
-    # the instances a stage may go to (SEMANTICS §9; static): all | least_occupied (one per node)
-    candidates: str = "all"
 
 
 INSTANCE_READY = ("none", "drain", "max_input")
 CANDIDATES = ("all", "least_occupied")
 
 
-def validate_config(c: LyapunovConfig, group: str = "controller") -> None:
-    def finite(name, value, lo, strict=False, text=""):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (value > lo if strict else value >= lo)
-        if not ok:
-            raise ConfigError(f"{group}.{name}", value, text)
-
-    finite("V", c.V, 0.0, text="a finite number >= 0")
-    e = c.epsilon
-    if not (isinstance(e, (int, float)) and not isinstance(e, bool) and 0.0 < e < 1.0):
-        raise ConfigError(f"{group}.epsilon", e, "a number in (0, 1)")
-    finite("window_ms", c.window_ms, 0.0, text="a finite number >= 0 (ms; 0 = the slot length)")
-    finite("pi", c.pi, 0.0, text="a finite number >= 0")
-    finite("H_min", c.H_min, 0.0, text="a finite number >= 0")
-    for name, accepted in (("instance_ready", INSTANCE_READY), ("candidates", CANDIDATES)):
-        value = getattr(c, name)
-        if not isinstance(value, str) or value not in accepted:
-            raise ConfigError(f"{group}.{name}", value, "one of: " + ", ".join(accepted))
-    for name, lo in (("max_steps", 0), ("max_stages_per_service", 1)):
-        v = getattr(c, name)
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
-            raise ConfigError(f"{group}.{name}", v, f"an integer >= {lo}")
+def _check(c: LyapunovController, group: str = "controller") -> None:
+    """The option checks of `LyapunovController.__check_init__` (one-line `ConfigError`s)."""
+    check_number(c.V, f"{group}.V", "a finite number >= 0", lambda x: x >= 0)
+    check_number(c.epsilon, f"{group}.epsilon", "a number in (0, 1)", lambda x: 0 < x < 1)
+    check_number(c.window_ms, f"{group}.window_ms", "a finite number >= 0 (ms; 0 = the slot length)", lambda x: x >= 0)
+    check_number(c.pi, f"{group}.pi", "a finite number >= 0", lambda x: x >= 0)
+    check_number(c.H_min, f"{group}.H_min", "a finite number >= 0", lambda x: x >= 0)
+    check_number(c.effective_capacity, f"{group}.effective_capacity", "1 (g^EC, proposed) or 0 (g^avg, propavg)",
+                 lambda x: x in (0.0, 1.0))
+    check_integer(c.max_steps, f"{group}.max_steps", 0)
+    check_integer(c.max_stages_per_service, f"{group}.max_stages_per_service", 1)
+    check_choice(c.instance_ready, f"{group}.instance_ready", INSTANCE_READY)
+    check_choice(c.candidates, f"{group}.candidates", CANDIDATES)
 
 
 class StageTables(NamedTuple):
@@ -109,32 +82,30 @@ class ServiceData(NamedTuple):
     ready: jax.Array | None = None  # [V,X] ms: R_i - now of each instance at the boundary (None: 0, §9)
 
 
-def delay_table(arrays, params, Q: int):
+def delay_table(arrays, params, Q: int, c):
     """[Ml, Q+1] g(y) for y = 0 … Q of every light service (g(0) = 0): g^EC where the traced
-    ``params.controller["g_ec"]`` is 1 (`proposed`), g^avg where it is 0 (`propavg`), so both
-    controllers share one compiled program."""
-    p = params.controller
+    ``c.effective_capacity`` is 1 (`proposed`), g^avg where it is 0 (`propavg`), so both
+    controllers share one compiled program. ``c`` is the `LyapunovController`."""
     dt = params.slot_ms
-    window = jnp.where(p["window_ms"] > 0, p["window_ms"], dt)
+    window = jnp.where(c.window_ms > 0, c.window_ms, dt)
     a = arrays.work[arrays.light_service][:, None]
     k = arrays.light_shape[:, None]
     beta = arrays.light_scale[:, None]
     y = jnp.arange(Q + 1, dtype=jnp.float64)[None, :]
-    g_ec = delay_bound(y, a, k, beta, p["epsilon"], dt, window)
-    return jnp.where(p["g_ec"] > 0, g_ec, mean_delay(y, a, k, beta, dt))
+    g_ec = delay_bound(y, a, k, beta, c.epsilon, dt, window)
+    return jnp.where(c.effective_capacity > 0, g_ec, mean_delay(y, a, k, beta, dt))
 
 
-def update_queues(H_prev, obs, deadline_of_type, params):
+def update_queues(H_prev, obs, deadline_of_type, params, H_min):
     """[B] H_j(t) (SEMANTICS §9): H_min at the arrival boundary, then
     max(H_min, H_j(t-1) + ((t-1)Δt - arrival_j) - D_n)."""
-    p = params.controller
     age_prev = (obs.now - params.slot_ms) - obs.task_arrival
-    grown = jnp.maximum(p["H_min"], H_prev + age_prev - deadline_of_type[obs.task_type_buf])
-    H = jnp.where(obs.task_arrival == obs.now, p["H_min"], grown)
-    return jnp.where(obs.task_alive, H, p["H_min"])
+    grown = jnp.maximum(H_min, H_prev + age_prev - deadline_of_type[obs.task_type_buf])
+    H = jnp.where(obs.task_arrival == obs.now, H_min, grown)
+    return jnp.where(obs.task_alive, H, H_min)
 
 
-def stage_tables(obs, H, params, Ml: int, L: int) -> StageTables:
+def stage_tables(obs, H, params, Ml: int, L: int, pi) -> StageTables:
     Lw = obs.valid.shape[0]
     # rank j of each waiting stage among those of its service, then idx[m, j] = its list position
     j = rank_in_group(obs.light, obs.valid, Ml)
@@ -144,7 +115,7 @@ def stage_tables(obs, H, params, Ml: int, L: int) -> StageTables:
     valid = idx < Lw
     i = jnp.clip(idx, 0, Lw - 1)
     delay = jnp.maximum(0.0, obs.data_ready[i] - obs.now)  # [Ml,L,V]
-    weight = params.controller["pi"] * H[obs.buffer_slot[i]]
+    weight = pi * H[obs.buffer_slot[i]]
     defer = 2.0 * obs.deadline[i] + params.slot_ms
     return StageTables(
         idx=idx,
@@ -366,29 +337,30 @@ def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=Non
 
 
 class LyapunovController(AbstractController):
-    """Algorithm 1 (drift-plus-penalty greedy); subclasses fix the delay function g."""
+    """Algorithm 1 (drift-plus-penalty greedy). One final class for `proposed` and `propavg`: the
+    delay function is the traced option ``effective_capacity`` (1: g^EC, 0: g^avg), fixed by the
+    two registry entries (`edgefm.interfaces.preset`), so both share one compiled program."""
 
-    Config = LyapunovConfig
-    delay_kind = "ec"
+    description = "Algorithm 1: Lyapunov drift-plus-penalty greedy"
 
-    def validate(self):
-        validate_config(self.config)
+    V: float = traced(1.0)  # weight of the light cost against the queue-weighted delays, >= 0
+    epsilon: float = traced(0.2)  # delay-violation probability of g^EC, in (0, 1) (unused by propavg)
+    window_ms: float = traced(0.0)  # admission window W of g^EC in ms; 0 = the slot length
+    pi: float = traced(1.0)  # weight π of every task type in the stage weights π·H
+    H_min: float = traced(1.0)  # floor (and initial value) of the virtual queues
+    max_steps: int = traced(1000, dtype=jnp.int64)  # cap on the greedy's steps (instances added) per boundary
+    max_stages_per_service: int = static(64)  # L: waiting stages per light service considered
+    instance_ready: str = static("none")  # MODEL's instance-ready term of d̂ (SEMANTICS §9): none | drain | max_input
+    candidates: str = static("all")  # the instances a stage may go to (SEMANTICS §9): all | least_occupied
+    effective_capacity: float = traced(1.0)  # the delay function: 1 = g^EC (proposed), 0 = g^avg (propavg)
 
-    def params(self):
-        c = self.config
-        return {
-            "V": float(c.V),
-            "epsilon": float(c.epsilon),
-            "window_ms": float(c.window_ms),
-            "pi": float(c.pi),
-            "H_min": float(c.H_min),
-            "max_steps": int(c.max_steps),
-            "g_ec": 1.0 if self.delay_kind == "ec" else 0.0,  # the delay function, traced (see delay_table)
-        }
+    def __check_init__(self):
+        _check(self)
 
-    def static_key(self):
-        # proposed and propavg differ only in the traced g_ec: one compiled program serves both
-        return (LyapunovController.__module__, LyapunovController.__qualname__)
+    @property
+    def name(self) -> str:
+        """The registry name of this delay function (host side)."""
+        return "proposed" if float(self.effective_capacity) > 0 else "propavg"
 
     def init(self, ctx):
         sizes, _ = ctx
@@ -396,16 +368,15 @@ class LyapunovController(AbstractController):
 
     def act(self, state, obs, ctx, params, key):
         sizes, arrays = ctx
-        p = params.controller
-        L = int(self.config.max_stages_per_service)
+        L = int(self.max_stages_per_service)
         y_max = params.y_max
-        H = update_queues(state, obs, arrays.deadline, params)
-        tabs = stage_tables(obs, H, params, sizes.Ml, L)
-        g = delay_table(arrays, params, sizes.Q)
-        opts = Options(instance_ready=str(self.config.instance_ready), candidates=str(self.config.candidates))
+        H = update_queues(state, obs, arrays.deadline, params, self.H_min)
+        tabs = stage_tables(obs, H, params, sizes.Ml, L, self.pi)
+        g = delay_table(arrays, params, sizes.Q, self)
+        opts = Options(instance_ready=self.instance_ready, candidates=self.candidates)
         ready = instance_ready(obs, opts.instance_ready)
-        res = greedy(tabs, g, obs, arrays, y_max, p["V"], p["max_steps"], ready, opts)
-        phi, assign, rank, y, bound = dispatch(tabs, g, obs, arrays, res.in_x, y_max, p["V"], ready, opts)
+        res = greedy(tabs, g, obs, arrays, y_max, self.V, self.max_steps, ready, opts)
+        phi, assign, rank, y, bound = dispatch(tabs, g, obs, arrays, res.in_x, y_max, self.V, ready, opts)
         alive = obs.task_alive
         n_alive = alive.sum()
         info = {
@@ -419,13 +390,14 @@ class LyapunovController(AbstractController):
         return action, H
 
 
-class ProposedController(LyapunovController):
-    name = "proposed"
-    delay_kind = "ec"
-    description = "Algorithm 1: Lyapunov drift-plus-penalty greedy with the effective-capacity delay g^EC"
-
-
-class PropAvgController(LyapunovController):
-    name = "propavg"
-    delay_kind = "avg"
-    description = "Algorithm 1 with the mean-only delay g^avg (ablation of the effective capacity)"
+ProposedController = preset(
+    LyapunovController, "proposed",
+    "Algorithm 1: Lyapunov drift-plus-penalty greedy with the effective-capacity delay g^EC",
+    effective_capacity=1.0,
+)
+PropAvgController = preset(
+    LyapunovController, "propavg",
+    "Algorithm 1 with the mean-only delay g^avg (ablation of the effective capacity)",
+    effective_capacity=0.0,
+)
+LyapunovConfig = ProposedController.Config  # the options of both (the schema of their config groups)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgefm.errors import ConfigError, SolverError
-from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
+from edgefm.interfaces import AbstractPlacementSolver, PlacementResult, host
 from edgefm.scenario.hostable import Fit, check_plan, check_plan_fit, fit_growth, fit_info, not_even_at_1
 from edgefm_milp_scip import scip
 from edgefm_milp_scip.program import Program, build_program, reserve_by_kind, reserve_info, to_placement, with_demand
@@ -25,40 +24,26 @@ KAPPA_MODES = ("retention", "fixed", "off")
 DEFAULT_RESERVE = {"server": 0.25, "device": 0.0}
 
 
-@dataclass
-class MilpConfig:
-    xi: float = 3.0  # weight of the QoS score Q against the cost
-    rho: float = 0.01  # 1/ms: decay of the load estimate z̃ (Eq. 15)
-    q_min: float = -1.0  # floor of each (user, type) term of Q
-    reserve: Any = field(default_factory=lambda: dict(DEFAULT_RESERVE))  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
-    plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
-    target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
-    plan_fit: str = "exact"  # exact: a demand that does not fit is an error | largest: the largest growth in [1, plan_load / ρ*] that fits
-    sparsity: str = "global"  # global: Σ 1{x ≥ 1} ≥ κ over (node, service) pairs | per_service: each service on ≥ κ nodes
-    kappa_mode: str = "retention"  # retention: largest κ within (1 - retention)|J*| | fixed: placement.kappa | off
-    kappa: int = 0  # κ when kappa_mode = fixed
-    retention: float = 0.95  # share of the κ-free optimum the retention rule keeps
-    time_limit_s: float = 60.0  # SCIP time limit per solve (s)
-    gap: float = 0.0  # relative gap at which SCIP stops (0 = proven optimal)
-    threads: int = 1  # SCIP threads (> 1: concurrent solve)
-    seed: int = 0  # SCIP random seed shift
-    heuristics: str = "default"  # SCIP primal heuristics emphasis: default | aggressive | fast | off
-    scip_params: Any = None  # any SCIP parameters, set last (e.g. {limits/nodes: 1000})
-    write_model: bool = False  # write the program solved last as MPS and LP
-    model_dir: str = ""  # folder for write_model ("" = the Hydra run folder, else the working directory)
-    verbose: bool = False  # SCIP log on stdout
+def finite(value) -> bool:
+    """Whether ``value`` is one finite number (False for anything else: a string, a list, a config
+    passed positionally, ...), so a bad option is a ConfigError rather than a TypeError."""
+    try:
+        return bool(np.ndim(value) == 0 and np.isfinite(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def validate_common(config, solver: str) -> None:
-    """Checks shared by `milp` and `milp_relaxed` (the names are those of the placement group)."""
+    """Checks shared by `milp` and `milp_relaxed` (the names are those of the placement group).
+    ``config``: anything with their options as attributes (the placement itself, or its ``Config``)."""
     reserve_by_kind(config.reserve)
     check_plan(config.plan_load, config.target_utilisation)
     check_plan_fit(config.plan_fit)
     for name in ("xi", "rho"):
         value = getattr(config, name)
-        if not (np.isfinite(value) and value >= 0):
+        if not (finite(value) and value >= 0):
             raise ConfigError(f"placement.{name}", value, "a finite number >= 0")
-    if not np.isfinite(config.q_min):
+    if not finite(config.q_min):
         raise ConfigError("placement.q_min", config.q_min, "a finite number")
     if config.sparsity not in scip.FORMS:
         raise ConfigError("placement.sparsity", config.sparsity, "one of: " + ", ".join(scip.FORMS))
@@ -87,8 +72,9 @@ def model_folder(config) -> Path:
 
 
 def program_of(config, scenario, slot_ms: float, uplink_rate=None) -> Program:
-    """The program of ``scenario`` under the options ``config``; ``uplink_rate`` [U] MB/ms (the
-    channel's mean-value rate, inf: no uplink time) or None: no uplink time."""
+    """The program of ``scenario`` under the options ``config`` (a placement, or its ``Config``);
+    ``uplink_rate`` [U] MB/ms (the channel's mean-value rate, inf: no uplink time) or None: no
+    uplink time."""
     return build_program(
         scenario, slot_ms=slot_ms, xi=config.xi, rho=config.rho, q_min=config.q_min, reserve=config.reserve,
         uplink_rate=uplink_rate, plan_load=config.plan_load, target_utilisation=config.target_utilisation,
@@ -136,53 +122,70 @@ class MilpPlacement(AbstractPlacementSolver):
     """Core placement by the integer program of MODEL.md §5, solved exactly by SCIP."""
 
     name = "milp"
-    Config = MilpConfig
     description = "network-aware integer program with a sparsity constraint (MODEL.md §5), SCIP"
 
-    def validate(self) -> None:
-        validate_common(self.config, self.name)
-        if not (0 <= self.config.gap < 1):
-            raise ConfigError("placement.gap", self.config.gap, "a relative gap in [0, 1)")
-        if self.config.threads < 1:
-            raise ConfigError("placement.threads", self.config.threads, "an integer >= 1")
-        if self.config.heuristics not in scip.HEURISTICS:
-            raise ConfigError("placement.heuristics", self.config.heuristics, "one of: " + ", ".join(scip.HEURISTICS))
-        params = self.config.scip_params
+    xi: float = host(3.0)  # weight of the QoS score Q against the cost
+    rho: float = host(0.01)  # 1/ms: decay of the load estimate z̃ (Eq. 15)
+    q_min: float = host(-1.0)  # floor of each (user, type) term of Q
+    reserve: Any = host(DEFAULT_RESERVE)  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
+    plan_load: float = host(1.0)  # the demand req_m is sized for plan_load times the load-1x arrival rates
+    target_utilisation: float = host(1.0)  # ρ* in (0, 1]: the mean utilisation the demand is sized for
+    plan_fit: str = host("exact")  # exact: a demand that does not fit is an error | largest: the largest growth in [1, plan_load / ρ*] that fits
+    sparsity: str = host("global")  # global: Σ 1{x ≥ 1} ≥ κ over (node, service) pairs | per_service: each service on ≥ κ nodes
+    kappa_mode: str = host("retention")  # retention: largest κ within (1 - retention)|J*| | fixed: placement.kappa | off
+    kappa: int = host(0)  # κ when kappa_mode = fixed
+    retention: float = host(0.95)  # share of the κ-free optimum the retention rule keeps
+    time_limit_s: float = host(60.0)  # SCIP time limit per solve (s)
+    gap: float = host(0.0)  # relative gap at which SCIP stops (0 = proven optimal)
+    threads: int = host(1)  # SCIP threads (> 1: concurrent solve)
+    seed: int = host(0)  # SCIP random seed shift
+    heuristics: str = host("default")  # SCIP primal heuristics emphasis: default | aggressive | fast | off
+    scip_params: Any = host(None)  # any SCIP parameters, set last (e.g. {limits/nodes: 1000})
+    write_model: bool = host(False)  # write the program solved last as MPS and LP
+    model_dir: str = host("")  # folder for write_model ("" = the Hydra run folder, else the working directory)
+    verbose: bool = host(False)  # SCIP log on stdout
+
+    def __check_init__(self):
+        validate_common(self, self.name)
+        if not (0 <= self.gap < 1):
+            raise ConfigError("placement.gap", self.gap, "a relative gap in [0, 1)")
+        if self.threads < 1:
+            raise ConfigError("placement.threads", self.threads, "an integer >= 1")
+        if self.heuristics not in scip.HEURISTICS:
+            raise ConfigError("placement.heuristics", self.heuristics, "one of: " + ", ".join(scip.HEURISTICS))
+        params = self.scip_params
         if params is not None and not isinstance(params, Mapping):
             raise ConfigError("placement.scip_params", params, "a mapping of SCIP parameter names to values, e.g. {limits/nodes: 1000}")
         scip.check_params(dict(params or {}), "placement.scip_params")
 
     def options(self) -> scip.SolverOptions:
-        c = self.config
         return scip.SolverOptions(
-            time_limit_s=c.time_limit_s, gap=c.gap, threads=c.threads, seed=c.seed, verbose=c.verbose,
-            heuristics=c.heuristics, params=dict(c.scip_params or {}),
+            time_limit_s=self.time_limit_s, gap=self.gap, threads=self.threads, seed=self.seed, verbose=self.verbose,
+            heuristics=self.heuristics, params=dict(self.scip_params or {}),
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------
     def reusable(self) -> bool:
         # the same program gives the same placement; writing the model files is an effect of its own
-        return not self.config.write_model
+        return not self.write_model
 
     def solve(self, scenario, *, slot_ms: float, uplink_rate=None) -> PlacementResult:
         """The placement of ``scenario``. ``uplink_rate`` [U] MB/ms is the channel's mean-value
         uplink rate (the runner passes it; inf: no uplink time); None (a direct call without a
         channel): the embedding counts no uplink time."""
-        self.validate()
-        c = self.config
-        program, fit, _ = fitted_program(c, scenario, slot_ms, uplink_rate, self.options(), self.name)
+        program, fit, _ = fitted_program(self, scenario, slot_ms, uplink_rate, self.options(), self.name)
         x, info, final = self.solve_program(program)
-        info.update(fit_info(c.plan_fit, c.plan_load, c.target_utilisation, fit))
-        if self.config.write_model:
+        info.update(fit_info(self.plan_fit, self.plan_load, self.target_utilisation, fit))
+        if self.write_model:
             instance = scenario.meta.get("instance", 0) if isinstance(scenario.meta, dict) else 0
-            paths = scip.write_model(final.model, model_folder(self.config), f"placement_{self.name}_instance{instance}")
+            paths = scip.write_model(final.model, model_folder(self), f"placement_{self.name}_instance{instance}")
             info["model_files"] = " ".join(paths)
         return PlacementResult(x_core=to_placement(program, x, scenario.num_services), info=info)
 
     def solve_program(self, program: Program) -> tuple[np.ndarray, dict, scip.Solve]:
         """Solve ``program`` with the configured κ mode; returns (x[V,J], info, the last solve)."""
-        c, form, opts = self.config, self.config.sparsity, self.options()
-        reason = scip.demand_diagnosis(program, c.reserve, self.name)
+        form, opts = self.sparsity, self.options()
+        reason = scip.demand_diagnosis(program, self.reserve, self.name)
         if reason:
             raise SolverError(reason)
         solves: list[scip.Solve] = []
@@ -193,15 +196,15 @@ class MilpPlacement(AbstractPlacementSolver):
             return result
 
         info: dict[str, Any] = {}
-        if c.kappa_mode == "off":
-            final = scip.ensure_solution(run(None), program, form, c.reserve, opts, self.name)
-        elif c.kappa_mode == "fixed":
-            reason = scip.kappa_diagnosis(program, c.kappa, form, self.name)
+        if self.kappa_mode == "off":
+            final = scip.ensure_solution(run(None), program, form, self.reserve, opts, self.name)
+        elif self.kappa_mode == "fixed":
+            reason = scip.kappa_diagnosis(program, self.kappa, form, self.name)
             if reason:
                 raise SolverError(reason)
-            final = scip.ensure_solution(run(c.kappa), program, form, c.reserve, opts, self.name)
+            final = scip.ensure_solution(run(self.kappa), program, form, self.reserve, opts, self.name)
         else:
-            final, free = retention_rule(program, form, c.retention, run, c.reserve, opts, self.name)
+            final, free = retention_rule(program, form, self.retention, run, self.reserve, opts, self.name)
             info["kappa_free_objective"] = free.objective
             info["kappa_free_status"] = free.status
         if final.status != "optimal":
@@ -220,14 +223,17 @@ class MilpPlacement(AbstractPlacementSolver):
             "solver_kappa": int(final.kappa) if final.kappa is not None else 0,
             "solver_num_solves": len(solves),
             "solver_time_s": float(sum(s.seconds for s in solves)),
-            "kappa_mode": c.kappa_mode,
+            "kappa_mode": self.kappa_mode,
             "sparsity": form,
             **info,
-            **reserve_info(c.reserve),
+            **reserve_info(self.reserve),
             "occupied": scip.occupied(x, form),
             "instances": int(x.sum()),
         }
         return x, info, final
+
+
+MilpConfig = MilpPlacement.Config  # the options as a dataclass (the Hydra schema): MilpPlacement.from_config(MilpConfig(...))
 
 
 def retention_rule(program: Program, form: str, retention: float, run, reserve, opts, solver: str):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -29,33 +28,11 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
 from edgefm.errors import ConfigError, SolverError
-from edgefm.interfaces import AbstractPlacementSolver, PlacementResult
+from edgefm.interfaces import AbstractPlacementSolver, PlacementResult, host
 from edgefm.scenario.hostable import fit_info
 from edgefm_milp_scip import scip
-from edgefm_milp_scip.milp import DEFAULT_RESERVE, fitted_program, validate_common
+from edgefm_milp_scip.milp import DEFAULT_RESERVE, finite, fitted_program, validate_common
 from edgefm_milp_scip.program import Program, reserve_info, to_placement
-
-
-@dataclass
-class RelaxedConfig:
-    xi: float = 3.0  # weight of the QoS score Q against the cost
-    rho: float = 0.01  # 1/ms: decay of the load estimate z̃ (Eq. 15)
-    q_min: float = -1.0  # floor of each (user, type) term of Q
-    reserve: Any = field(default_factory=lambda: dict(DEFAULT_RESERVE))  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
-    plan_load: float = 1.0  # the demand req_m is sized for plan_load times the load-1x arrival rates
-    target_utilisation: float = 1.0  # ρ* in (0, 1]: the mean utilisation the demand is sized for
-    plan_fit: str = "exact"  # exact | largest: the largest growth in [1, plan_load / ρ*] that fits (exact SCIP check, as for milp)
-    sparsity: str = "global"  # global | per_service (as for milp)
-    kappa_mode: str = "retention"  # retention (on the repaired relaxed objective) | fixed | off
-    kappa: int = 0  # κ when kappa_mode = fixed
-    retention: float = 0.95  # share of the κ-free objective the retention rule keeps
-    steps: int = 3000  # primal-dual projected gradient steps per relaxed solve
-    primal_weight: float = 3.0  # times the PDLP primal weight ||c|| / ||rhs|| (dual/primal step ratio)
-    penalty: float = 1.0  # final weight of the smooth sparsity penalty (objective scaled to Σ|c M| = 1)
-    smoothing: float = 0.3  # τ (instances) of the smooth indicator 1 - exp(-x/τ)
-    polish_passes: int = 1  # passes of the exact per-node re-optimisation after the repair (0 = none)
-    lower_bound: bool = True  # compute the LP lower bound (HiGHS) and the gap
-    time_limit_s: float = 40.0  # budget of the heuristic (κ search: 40 % of it; the polish stops at it), and of the LP bound
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,7 +94,8 @@ def _descend(coef, bound, resource, free, demand, kappa, omega, penalty, tau, *,
 
 
 def relaxed_solution(program: Program, kappa: int, config, per_service: bool) -> np.ndarray:
-    """[V,J] float: the relaxed placement, before rounding."""
+    """[V,J] float: the relaxed placement, before rounding; ``config``: the options (the placement,
+    or its ``Config``)."""
     f64 = functools.partial(jnp.asarray, dtype=jnp.float64)
     x = _descend(
         f64(program.coef), f64(program.bound), f64(program.resource), f64(program.free), f64(program.demand),
@@ -470,45 +448,61 @@ class RelaxedPlacement(AbstractPlacementSolver):
     """The continuous relaxation with optax, rounded and repaired; an LP bound gives its gap."""
 
     name = "milp_relaxed"
-    Config = RelaxedConfig
     description = "relaxation of the milp program with optax, rounding and repair (large networks)"
 
-    def validate(self) -> None:
-        validate_common(self.config, self.name)
-        c = self.config
+    xi: float = host(3.0)  # weight of the QoS score Q against the cost
+    rho: float = host(0.01)  # 1/ms: decay of the load estimate z̃ (Eq. 15)
+    q_min: float = host(-1.0)  # floor of each (user, type) term of Q
+    reserve: Any = host(DEFAULT_RESERVE)  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
+    plan_load: float = host(1.0)  # the demand req_m is sized for plan_load times the load-1x arrival rates
+    target_utilisation: float = host(1.0)  # ρ* in (0, 1]: the mean utilisation the demand is sized for
+    plan_fit: str = host("exact")  # exact | largest: the largest growth in [1, plan_load / ρ*] that fits (exact SCIP check, as for milp)
+    sparsity: str = host("global")  # global | per_service (as for milp)
+    kappa_mode: str = host("retention")  # retention (on the repaired relaxed objective) | fixed | off
+    kappa: int = host(0)  # κ when kappa_mode = fixed
+    retention: float = host(0.95)  # share of the κ-free objective the retention rule keeps
+    steps: int = host(3000)  # primal-dual projected gradient steps per relaxed solve
+    primal_weight: float = host(3.0)  # times the PDLP primal weight ||c|| / ||rhs|| (dual/primal step ratio)
+    penalty: float = host(1.0)  # final weight of the smooth sparsity penalty (objective scaled to Σ|c M| = 1)
+    smoothing: float = host(0.3)  # τ (instances) of the smooth indicator 1 - exp(-x/τ)
+    polish_passes: int = host(1)  # passes of the exact per-node re-optimisation after the repair (0 = none)
+    lower_bound: bool = host(True)  # compute the LP lower bound (HiGHS) and the gap
+    time_limit_s: float = host(40.0)  # budget of the heuristic (κ search: 40 % of it; the polish stops at it), and of the LP bound
+
+    def __check_init__(self):
+        validate_common(self, self.name)
         for name, least in (("steps", 1), ("polish_passes", 0)):
-            if getattr(c, name) < least:
-                raise ConfigError(f"placement.{name}", getattr(c, name), f"an integer >= {least}")
+            if getattr(self, name) < least:
+                raise ConfigError(f"placement.{name}", getattr(self, name), f"an integer >= {least}")
         for name in ("primal_weight", "penalty", "smoothing"):
-            value = getattr(c, name)
-            if not (np.isfinite(value) and value > 0):
+            value = getattr(self, name)
+            if not (finite(value) and value > 0):
                 raise ConfigError(f"placement.{name}", value, "a finite number > 0")
 
     def solve(self, scenario, *, slot_ms: float, uplink_rate=None) -> PlacementResult:
         """As `MilpPlacement.solve`: ``uplink_rate`` [U] MB/ms, the channel's mean-value rate (inf:
         no uplink time); None: the embedding counts no uplink time."""
-        self.validate()
-        c = self.config
         t0 = time.perf_counter()
-        program, fit, start = fitted_program(c, scenario, slot_ms, uplink_rate, self.fit_options(), self.name)
+        program, fit, start = fitted_program(self, scenario, slot_ms, uplink_rate, self.fit_options(), self.name)
         program_seconds = time.perf_counter() - t0
         x, info = self.solve_program(program, fallback=start)
         info["program_time_s"] = program_seconds
-        info.update(fit_info(c.plan_fit, c.plan_load, c.target_utilisation, fit))
+        info.update(fit_info(self.plan_fit, self.plan_load, self.target_utilisation, fit))
         return PlacementResult(x_core=to_placement(program, x, scenario.num_services), info=info)
 
     def fit_options(self) -> scip.SolverOptions:
         """SCIP options of the feasibility checks of plan_fit = largest: the time limit, nothing else."""
-        return scip.SolverOptions(time_limit_s=self.config.time_limit_s)
+        return scip.SolverOptions(time_limit_s=self.time_limit_s)
 
     def attempt(self, program: Program, kappa: int, *, full: bool, deadline: float,
-                fallback: np.ndarray | None = None) -> np.ndarray | None:
+                fallback: np.ndarray | None = None, tally: dict[str, int] | None = None) -> np.ndarray | None:
         """A feasible placement at ``kappa`` (None if the repair fails). ``full`` adds the Lagrangian
         start and the exact per-node polish; without it, relaxation + repair only (the κ search).
         ``fallback`` [V,J]: a placement of the capacity and demand rows (plan_fit = largest's check
-        when it lowered the demand) from which the repair starts when every other start fails."""
-        per_service = self.config.sparsity == "per_service"
-        x_relaxed = relaxed_solution(program, kappa, self.config, per_service)
+        when it lowered the demand) from which the repair starts when every other start fails;
+        ``tally["fallbacks"]``, if given, counts the attempts so rescued (the placement is immutable)."""
+        per_service = self.sparsity == "per_service"
+        x_relaxed = relaxed_solution(program, kappa, self, per_service)
         starts = [x_relaxed]
         if full:
             starts.append(allocate_and_fill(program, x_relaxed, deadline).astype(float))
@@ -519,7 +513,7 @@ class RelaxedPlacement(AbstractPlacementSolver):
             except Infeasible:
                 continue
             if full:
-                x = polish(program, x, kappa, per_service, self.config.polish_passes, deadline)
+                x = polish(program, x, kappa, per_service, self.polish_passes, deadline)
             if best is None or program.objective(x) < program.objective(best):
                 best = x
         if best is None and fallback is not None:
@@ -527,48 +521,50 @@ class RelaxedPlacement(AbstractPlacementSolver):
                 best = repair(program, fallback.astype(float), kappa, per_service, exact=full)
             except Infeasible:
                 return None
-            self.fallbacks += 1
+            if tally is not None:
+                tally["fallbacks"] = tally.get("fallbacks", 0) + 1
             if full:
-                best = polish(program, best, kappa, per_service, self.config.polish_passes, deadline)
+                best = polish(program, best, kappa, per_service, self.polish_passes, deadline)
         return best
 
     def solve_program(self, program: Program, fallback: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
         """The placement of ``program`` and its info; ``fallback``: see `attempt`."""
-        c, form = self.config, self.config.sparsity
-        self.fallbacks = 0
+        form = self.sparsity
+        tally = {"fallbacks": 0}
+        attempt = functools.partial(self.attempt, fallback=fallback, tally=tally)
         per_service = form == "per_service"
-        reason = scip.demand_diagnosis(program, c.reserve, self.name)
+        reason = scip.demand_diagnosis(program, self.reserve, self.name)
         if reason:
             raise SolverError(reason)
         t0 = time.perf_counter()
-        deadline = t0 + c.time_limit_s
+        deadline = t0 + self.time_limit_s
         solves = 0
         info: dict[str, Any] = {}
-        if c.kappa_mode == "fixed":
-            reason = scip.kappa_diagnosis(program, c.kappa, form, self.name)
+        if self.kappa_mode == "fixed":
+            reason = scip.kappa_diagnosis(program, self.kappa, form, self.name)
             if reason:
                 raise SolverError(reason)
-        kappa = c.kappa if c.kappa_mode == "fixed" else 0
-        if c.kappa_mode == "retention":
+        kappa = self.kappa if self.kappa_mode == "fixed" else 0
+        if self.kappa_mode == "retention":
             # the κ search on relaxation + repair alone, within 40 % of the time limit; the chosen
             # κ is then solved in full
-            x = self.attempt(program, 0, full=False, deadline=deadline, fallback=fallback)
+            x = attempt(program, 0, full=False, deadline=deadline)
             solves += 1
             if x is not None:
                 free_obj = program.objective(x)
                 info["kappa_free_objective"] = free_obj
-                target = free_obj + (1.0 - c.retention) * abs(free_obj) + 1e-9 * max(1.0, abs(free_obj))
+                target = free_obj + (1.0 - self.retention) * abs(free_obj) + 1e-9 * max(1.0, abs(free_obj))
                 lo, hi = scip.occupied(x, form), scip.kappa_max(program, form)
-                while lo < hi and time.perf_counter() < t0 + 0.4 * c.time_limit_s:  # then the largest κ verified
+                while lo < hi and time.perf_counter() < t0 + 0.4 * self.time_limit_s:  # then the largest κ verified
                     mid = (lo + hi + 1) // 2
-                    cand = self.attempt(program, mid, full=False, deadline=deadline, fallback=fallback)
+                    cand = attempt(program, mid, full=False, deadline=deadline)
                     solves += 1
                     if cand is not None and program.objective(cand) <= target and scip.occupied(cand, form) >= mid:
                         lo = mid
                     else:
                         hi = mid - 1
                 kappa = lo
-        x = self.attempt(program, kappa, full=True, deadline=deadline, fallback=fallback)
+        x = attempt(program, kappa, full=True, deadline=deadline)
         solves += 1
         if x is None:
             raise SolverError(
@@ -582,8 +578,8 @@ class RelaxedPlacement(AbstractPlacementSolver):
         objective = program.objective(x)
         bound, bound_status = (-np.inf, "skipped")
         t1 = time.perf_counter()
-        if c.lower_bound:
-            bound, bound_status = lp_bound(program, kappa, per_service, c.time_limit_s)
+        if self.lower_bound:
+            bound, bound_status = lp_bound(program, kappa, per_service, self.time_limit_s)
         info = {
             "solver_name": "optax+repair",
             "solver_status": "feasible",
@@ -595,13 +591,16 @@ class RelaxedPlacement(AbstractPlacementSolver):
             "solver_num_solves": solves,
             "solver_time_s": float(seconds),
             "solver_bound_time_s": float(time.perf_counter() - t1),
-            "kappa_mode": c.kappa_mode,
+            "kappa_mode": self.kappa_mode,
             "sparsity": form,
             **info,
-            **reserve_info(c.reserve),
+            **reserve_info(self.reserve),
             "occupied": scip.occupied(x, form),
             "instances": int(x.sum()),
         }
         if fallback is not None:
-            info["plan_fit_fallbacks"] = self.fallbacks  # attempts that only the check's placement rescued
+            info["plan_fit_fallbacks"] = tally["fallbacks"]  # attempts that only the check's placement rescued
         return x, info
+
+
+RelaxedConfig = RelaxedPlacement.Config  # the options as a dataclass (the Hydra schema): RelaxedPlacement.from_config(RelaxedConfig(...))

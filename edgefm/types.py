@@ -1,0 +1,32 @@
+"""The types a plugin reads and returns: the one module a third-party component imports beside
+`edgefm.interfaces` (and `edgefm.hookimpl`). Every field carries its shape (per realisation), dtype
+and unit where it is defined (`edgefm.sim.types`).
+
+- `Observation`: what a controller sees at a boundary (the ordered waiting light stages with their
+  data-ready times per node, the light instances' occupancies, drain and input-ready times, the
+  core usage, the tasks in flight, the nodes up);
+- `Action`: what it returns (instances alive, an instance per stage, optionally each stage's rank in
+  its instance's FIFO — the engine computes them in list order when left out —, the parallelism y,
+  optionally the delay bound it counted on, and per-slot diagnostics);
+- `SimSizes` (static sizes), `ScenarioArrays` (one scenario instance and its core placement, the
+  ``arrays`` of a controller's ``ctx = (sizes, arrays)``), `SimParams` (slot length, y_max);
+- helpers for static-shaped routing: `ranks_in_list_order`, `rank_in_group`, `resource_usage`, and
+  `CAPACITY_TOL`, the tolerance of the engine's node-capacity check (Eq. 8).
+"""
+
+from edgefm.sim.types import (
+    CAPACITY_TOL,
+    Action,
+    Observation,
+    ScenarioArrays,
+    SimParams,
+    SimSizes,
+    rank_in_group,
+    ranks_in_list_order,
+    resource_usage,
+)
+
+__all__ = [
+    "CAPACITY_TOL", "Action", "Observation", "ScenarioArrays", "SimParams", "SimSizes", "rank_in_group",
+    "ranks_in_list_order", "resource_usage",
+]
