@@ -297,3 +297,23 @@ def test_engine_and_reference_agree_on_the_diagnostics(small_runs):
                                    atol=FINISH_TOL_MS, rtol=0, err_msg=f"r={r}")
         bounded += int(ref.light_bounded.sum())
     assert bounded > 100
+
+
+def test_engine_and_reference_agree_task_by_task_on_the_paper_scenario(engine_tools):
+    """The paper scenario (40 ms of arrivals + 100 ms of drain at 0.5x, 2 realisations) under the
+    default closures, each simulator driven by its own Algorithm 1: the same per-task completion
+    times, outcomes and light cost."""
+    scs, x_core = scenario_instances("paper")
+    sim = engine_tools.sim_settings(rule="earliest_start", arrival_ms=40.0, drain_ms=100.0)
+    case = engine_tools.run_case(scs, x_core, sim, load=0.5, seed=1, realisations=2, channel=CHANNEL,
+                                 workload=WORKLOAD, controller=PROPOSED)
+    np.testing.assert_array_equal(case.out["list_overflow"], 0)
+    refs = reference_runs(case, "proposed", {})
+    for r, ref in enumerate(refs):
+        n = int(case.out["num_tasks"][0, r])
+        assert n == ref.tasks_arrived > 200
+        fe, fr = case.out["task_finish"][0, r][:n], np.asarray(ref.task_finish)
+        assert np.array_equal(np.isnan(fe), np.isnan(fr)), f"r={r}: unfinished tasks differ"
+        np.testing.assert_allclose(fe[~np.isnan(fe)], fr[~np.isnan(fr)], atol=FINISH_TOL_MS, rtol=0, err_msg=f"r={r}")
+        assert case.out["tasks_ontime"][0, r] == ref.tasks_ontime > 0
+        assert case.out["cost_light"][0, r] == pytest.approx(ref.cost_light, rel=1e-12)

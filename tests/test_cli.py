@@ -83,7 +83,9 @@ def data_of(ds: xr.Dataset) -> xr.Dataset:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Run A: ``debug=default seed=3`` (single run). Run B: the third-party ``my_lbrr`` with
-    ``seed=3``, as a multirun over output.task_records (false, true). Both compile; run together."""
+    ``seed=3``, as a multirun over output.task_records (false, true). Run C: the authors' simulator's
+    system, ``closures=authors_code scenario=icc2026 strategy=proposed``, on a short horizon. All
+    compile; they run together."""
     root = tmp_path_factory.mktemp("cli")
     site = root / "site"
     install_third_party_plugin(site)
@@ -94,6 +96,8 @@ def runs(tmp_path_factory):
              f"hydra.sweep.dir={root / 'B'}"],
             root, site,
         ),
+        "C": start(["closures=authors_code", "scenario=icc2026", "strategy=proposed", "sim.arrival_ms=20",
+                    "sim.drain_ms=20", "sim.realisations=1", f"hydra.run.dir={root / 'C'}"], root),
     }
     results = {}
     for name, proc in procs.items():
@@ -112,6 +116,18 @@ def test_smoke_run_exits_0_prints_the_summary_and_writes_the_dataset(runs):
         assert text in a.stdout, text
     assert path.is_file()
     assert [p.name for p in (root / "A").iterdir() if p.name.startswith(".results")] == []  # no temp file left
+
+
+def test_the_authors_closures_on_their_frozen_instance_run_end_to_end(runs):
+    root, _, results = runs
+    c = results["C"]
+    assert c.returncode == 0, c.stderr
+    assert "authors_code, changed: sim.arrival_ms=20; sim.drain_ms=20" in c.stdout
+    ds = open_run(root / "C" / "results.nc")
+    assert (ds.attrs["closures"], ds.attrs["closures_changed"]) == ("authors_code", "sim.arrival_ms=20; sim.drain_ms=20")
+    assert ds.attrs["scenario"] == "icc2026" and ds.channel.item() == "off" and ds.strategy.item() == "proposed"
+    assert ds.sizes["node"] == 10 and ds.sizes["service"] == 15 and int(ds.tasks_arrived.sum()) > 100
+    assert int(ds.list_overflow.sum()) == 0 and int(ds.invalid_actions.sum()) == 0
 
 
 def test_dataset_has_the_variables_dims_and_attributes(runs):

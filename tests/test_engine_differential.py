@@ -34,6 +34,7 @@ CASES = {
     "small-per_slot-arrival-dispatch": ("small", "idle_only", 1.0, OLD, PER_SLOT),
     "paper-earliest_start": ("paper", "earliest_start", 0.3, {}, None),
     "paper-arrival-dispatch": ("paper", "earliest_start", 0.3, OLD, None),
+    "paper-per_slot": ("paper", "earliest_start", 0.3, {}, PER_SLOT),
 }
 # seeds compared: 20 on the small scenario (8 with a closure changed); 8 on the paper one (4), whose
 # plain-Python reference takes ~5 s per realisation (the engine's own paper-scale runs are checked
