@@ -118,11 +118,9 @@ def fitted_program(config, scenario, slot_ms: float, uplink_rate, options: scip.
     return p, fit, result.x
 
 
-class MilpPlacement(AbstractPlacementSolver):
-    """Core placement by the integer program of MODEL.md §5, solved exactly by SCIP."""
-
-    name = "milp"
-    description = "network-aware integer program with a sparsity constraint (MODEL.md §5), SCIP"
+class ProgramPlacement(AbstractPlacementSolver):
+    """The options of the integer program of MODEL.md §5, shared by `milp` and `milp_relaxed`
+    (each solves it its own way; `milp_relaxed` applies the κ rule to its repaired objective)."""
 
     xi: float = host(3.0)  # weight of the QoS score Q against the cost
     rho: float = host(0.01)  # 1/ms: decay of the load estimate z̃ (Eq. 15)
@@ -135,6 +133,17 @@ class MilpPlacement(AbstractPlacementSolver):
     kappa_mode: str = host("retention")  # retention: largest κ within (1 - retention)|J*| | fixed: placement.kappa | off
     kappa: int = host(0)  # κ when kappa_mode = fixed
     retention: float = host(0.95)  # share of the κ-free optimum the retention rule keeps
+
+    def __check_init__(self):
+        validate_common(self, self.name)
+
+
+class MilpPlacement(ProgramPlacement):
+    """Core placement by the integer program of MODEL.md §5, solved exactly by SCIP."""
+
+    name = "milp"
+    description = "network-aware integer program with a sparsity constraint (MODEL.md §5), SCIP"
+
     time_limit_s: float = host(60.0)  # SCIP time limit per solve (s)
     gap: float = host(0.0)  # relative gap at which SCIP stops (0 = proven optimal)
     threads: int = host(1)  # SCIP threads (> 1: concurrent solve)
@@ -145,8 +154,7 @@ class MilpPlacement(AbstractPlacementSolver):
     model_dir: str = host("")  # folder for write_model ("" = the Hydra run folder, else the working directory)
     verbose: bool = host(False)  # SCIP log on stdout
 
-    def __check_init__(self):
-        validate_common(self, self.name)
+    def __check_init__(self):  # the program's options: ProgramPlacement.__check_init__
         if not (0 <= self.gap < 1):
             raise ConfigError("placement.gap", self.gap, "a relative gap in [0, 1)")
         if self.threads < 1:

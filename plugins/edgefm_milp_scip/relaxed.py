@@ -31,7 +31,7 @@ from edgefm.errors import ConfigError, SolverError
 from edgefm.interfaces import AbstractPlacementSolver, PlacementResult, host
 from edgefm.scenario.hostable import fit_info
 from edgefm_milp_scip import scip
-from edgefm_milp_scip.milp import DEFAULT_RESERVE, finite, fitted_program, validate_common
+from edgefm_milp_scip.milp import ProgramPlacement, finite, fitted_program
 from edgefm_milp_scip.program import Program, reserve_info, to_placement
 
 
@@ -444,23 +444,12 @@ def relative_gap(primal: float, dual: float) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-class RelaxedPlacement(AbstractPlacementSolver):
+class RelaxedPlacement(ProgramPlacement):
     """The continuous relaxation with optax, rounded and repaired; an LP bound gives its gap."""
 
     name = "milp_relaxed"
     description = "relaxation of the milp program with optax, rounding and repair (large networks)"
 
-    xi: float = host(3.0)  # weight of the QoS score Q against the cost
-    rho: float = host(0.01)  # 1/ms: decay of the load estimate z̃ (Eq. 15)
-    q_min: float = host(-1.0)  # floor of each (user, type) term of Q
-    reserve: Any = host(DEFAULT_RESERVE)  # light reserve: a fraction, [cpu, ram, gpu, vram], or {server: ..., device: ...} of either
-    plan_load: float = host(1.0)  # the demand req_m is sized for plan_load times the load-1x arrival rates
-    target_utilisation: float = host(1.0)  # ρ* in (0, 1]: the mean utilisation the demand is sized for
-    plan_fit: str = host("exact")  # exact | largest: the largest growth in [1, plan_load / ρ*] that fits (exact SCIP check, as for milp)
-    sparsity: str = host("global")  # global | per_service (as for milp)
-    kappa_mode: str = host("retention")  # retention (on the repaired relaxed objective) | fixed | off
-    kappa: int = host(0)  # κ when kappa_mode = fixed
-    retention: float = host(0.95)  # share of the κ-free objective the retention rule keeps
     steps: int = host(3000)  # primal-dual projected gradient steps per relaxed solve
     primal_weight: float = host(3.0)  # times the PDLP primal weight ||c|| / ||rhs|| (dual/primal step ratio)
     penalty: float = host(1.0)  # final weight of the smooth sparsity penalty (objective scaled to Σ|c M| = 1)
@@ -469,8 +458,7 @@ class RelaxedPlacement(AbstractPlacementSolver):
     lower_bound: bool = host(True)  # compute the LP lower bound (HiGHS) and the gap
     time_limit_s: float = host(40.0)  # budget of the heuristic (κ search: 40 % of it; the polish stops at it), and of the LP bound
 
-    def __check_init__(self):
-        validate_common(self, self.name)
+    def __check_init__(self):  # the program's options: ProgramPlacement.__check_init__
         for name, least in (("steps", 1), ("polish_passes", 0)):
             if getattr(self, name) < least:
                 raise ConfigError(f"placement.{name}", getattr(self, name), f"an integer >= {least}")
