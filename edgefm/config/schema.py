@@ -114,12 +114,19 @@ class EdgefmConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-def default_config_dir() -> Path:
-    """The ``conf/`` folder: ``$EDGEFM_CONFIG_DIR`` if set, else ``conf/`` of the repository."""
-    env = os.environ.get(CONFIG_DIR_ENV, "").strip()
+def default_config_dir(*, environment: bool = True) -> Path:
+    """The ``conf/`` folder: ``$EDGEFM_CONFIG_DIR`` if set (and ``environment``), else the one that
+    comes with edgefm: ``conf/`` of the repository when this package runs from a checkout (an
+    editable install), otherwise the copy the wheel carries as package data, ``edgefm/conf/``
+    (``setup.py`` puts it there at build time)."""
+    env = os.environ.get(CONFIG_DIR_ENV, "").strip() if environment else ""
     if env:
         return Path(env).expanduser().resolve()
-    return Path(__file__).resolve().parents[2] / "conf"
+    package = Path(__file__).resolve().parents[1]
+    root = package.parent
+    if (root / "pyproject.toml").is_file() and (root / "conf").is_dir():  # a source checkout
+        return root / "conf"
+    return package / "conf"
 
 
 def register_all(registry, cs: Any = None, conf_dir: str | os.PathLike | None = None) -> None:
