@@ -82,17 +82,19 @@ def data_of(ds: xr.Dataset) -> xr.Dataset:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Run A: ``debug=default seed=3`` (single run). Run B: the third-party ``my_lbrr`` with
-    ``seed=3``, as a multirun over output.task_records (false, true). Run C: the authors' simulator's
-    system, ``closures=authors_code scenario=icc2026 strategy=proposed``, on a short horizon. All
-    compile; they run together."""
+    """Run A: ``debug=default seed=3`` with least_loaded + lbrr (single run). Run B: the third-party
+    ``my_lbrr`` with least_loaded and ``seed=3``, as a multirun over output.task_records (false,
+    true). Run C: the authors' simulator's system, ``closures=authors_code scenario=icc2026
+    strategy=proposed``, on a short horizon. All compile; they run together."""
     root = tmp_path_factory.mktemp("cli")
     site = root / "site"
     install_third_party_plugin(site)
     procs = {
-        "A": start(["debug=default", "seed=3", f"hydra.run.dir={root / 'A'}"], root),
+        "A": start(["debug=default", "seed=3", "placement=least_loaded", "controller=lbrr",
+                    f"hydra.run.dir={root / 'A'}"], root),
         "B": start(
-            ["-m", "debug=default", "seed=3", "controller=my_lbrr", "output.task_records=false,true",
+            ["-m", "debug=default", "seed=3", "placement=least_loaded", "controller=my_lbrr",
+             "output.task_records=false,true",
              f"hydra.sweep.dir={root / 'B'}"],
             root, site,
         ),

@@ -69,12 +69,16 @@ def test_every_group_has_its_options():
     assert options("sweep") == ["load", "seeds", "v"]
 
 
-def test_default_config_is_the_paper_scenario_with_least_loaded_and_lbrr(registry):
+def test_default_config_is_the_papers_method_on_its_scenario_under_the_paper_closures(registry):
     cfg = compose_with([], hydra=True)
 
     assert OmegaConf.get_type(cfg) is EdgefmConfig
-    assert (cfg.seed, cfg.task, cfg.scenario.name) == (0, "edgefm", "paper")
-    assert [cfg[k].name for k in COMPONENT_GROUPS] == ["least_loaded", "lbrr", "nakagami", "poisson", "none"]
+    assert (cfg.seed, cfg.task, cfg.scenario.name, cfg.closures.name) == (0, "edgefm", "paper", "paper")
+    # strategy proposed: the integer program on SCIP for the core tier, Algorithm 1 with g^EC for the light tier
+    assert [cfg[k].name for k in COMPONENT_GROUPS] == ["milp", "proposed", "nakagami", "poisson", "none"]
+    strategy = compose_with(["strategy=proposed"], hydra=True)
+    for group in ("placement", "controller"):
+        assert OmegaConf.to_container(cfg[group], resolve=True) == OmegaConf.to_container(strategy[group], resolve=True)
     assert cfg.workload.load == 1.0
     assert cfg.hydra.run.dir.startswith("outputs/edgefm/runs/")
     assert cfg.hydra.sweep.dir.startswith("outputs/edgefm/multiruns/")

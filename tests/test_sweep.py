@@ -285,8 +285,8 @@ def test_a_multirun_over_a_traced_option_equals_fresh_processes(tmp_path):
     import subprocess
     import sys
 
-    common = ["debug=default", *SHRINK, "channel=off", "sim.arrival_ms=60", "sim.realisations=4", "workload=mmpp",
-              "workload.burst_factor=1.9", "workload.mean_burst_ms=1000"]
+    common = ["debug=default", *SHRINK, "placement=least_loaded", "controller=lbrr", "channel=off", "sim.arrival_ms=60",
+              "sim.realisations=4", "workload=mmpp", "workload.burst_factor=1.9", "workload.mean_burst_ms=1000"]
     assert main(["-m", *common, "workload.burst_fraction=0.1,0.5", f"hydra.sweep.dir={tmp_path / 'sweep'}"]) == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEFM_", "HYDRA_")) or k == "EDGEFM_JAX_CACHE"}
     arrived = []
