@@ -4,9 +4,9 @@ JAX lowers the Threefry-2x32 hash on the CPU as a rolled `fori_loop` (five itera
 and XLA:CPU compiles every such loop, at every random call site, into a large kernel of its own. On
 other platforms JAX emits the 20 rounds unrolled, which XLA fuses with the surrounding elementwise
 code. Registering the unrolled lowering for the CPU too computes the same hash (the same bits for
-every key: tests/test_random.py checks known-answer vectors and the lowered program), and cut the
-engine's compile time on the 2-core CPU from ~18 s to ~13 s and the exogenous draws' run time by half
-(BENCHMARKS.md, "Compile time"). ``EDGEFM_THREEFRY_ROLLED=1`` keeps JAX's own lowering.
+every key: tests/test_random.py checks known-answer vectors and the lowered program) and shortens
+both the engine's compile and the exogenous draws' run time on the CPU (measured in BENCHMARKS.md,
+"Compile time and the test suite"). ``EDGEFM_THREEFRY_ROLLED=1`` keeps JAX's own lowering.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ def gamma(key, shape_param, tries: int = GAMMA_TRIES):
     in one vectorised pass (float32 random bits, float64 arithmetic) and keeps the first accepted.
     The acceptance probability is >= 0.95 per proposal for shape >= 1 (shapes < 1 use the boost
     Gamma(a) = Gamma(a + 1) U^(1/a)), so all six fail with probability < 2e-8; the last proposal is
-    then used, which is the only departure from the exact law. About 2x faster than
-    `jax.random.gamma` on CPU for the engine's per-slot draws.
+    then used, which is the only departure from the exact law. Faster than `jax.random.gamma` on
+    the CPU for the engine's per-slot draws.
     """
     a = jnp.asarray(shape_param, jnp.float64)
     boost = a < 1.0
