@@ -1,13 +1,22 @@
-"""The host-side pipeline, without Hydra: components + scenarios + placement -> engine -> arrays.
+"""The pipeline of one run, without Hydra: a composed config in, an `xarray.Dataset` out.
 
-`edgefm.cli` builds a `Components` from the config and calls `run_engine`; tests and notebooks
-call it directly.
+- `prepare(cfg)` checks every option and builds what the run needs (components, sim settings,
+  sampled scenarios): a bad input is a `ConfigError` before anything is solved or compiled.
+- `run(cfg)` (or `run(prepare(cfg))`) solves the placement, runs the engine and returns the run
+  dataset, plugins' additions (``edgefm_dataset_finalize``) included.
+- `run_engine` is the engine part alone (scenarios + components + `SimSettings` -> arrays), which
+  tests and notebooks call directly.
+
+`edgefm.cli` parses the command line, fires the lifecycle hooks, writes the dataset and prints the
+summary around these.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
+import os
 import sys
 import time
 import warnings
@@ -16,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from edgefm.config.schema import SimConfig
 from edgefm.errors import ConfigError
 from edgefm.interfaces import options as component_options
 from edgefm.sim.keys import realisation_keys
@@ -24,31 +34,12 @@ from edgefm.sim.rollout import simulate
 from edgefm.sim.step import failing
 from edgefm.sim.types import CORE_DISPATCH_RULES, LIGHT_ORDERS, ROOT_READY_RULES, SimSizes
 
-
-@dataclasses.dataclass
-class SimSettings:
-    """The `sim` config group (see `edgefm.config.schema.SimConfig` for the documented defaults)."""
-
-    realisations: int = 8
-    batch: int | None = None
-    slot_ms: float = 1.0
-    arrival_ms: float = 200.0
-    drain_ms: float = 100.0
-    core_dispatch: str = "earliest_start"
-    root_ready: str = "uplink_end"
-    light_order: str = "input_arrival"
-    y_max: int = 20
-    max_light_instances: int = 8
-    buffer_factor: float = 2.0
-    max_core_ready: int = 0
-    max_light_waiting: int = 0
-    quantiles: tuple = (0.5, 0.9, 0.95, 0.99)
-    progress: bool = True
-    chunk_slots: int = 0
+# ----------------------------------------------------------------------------------------------
+# The sim settings: the fields and defaults of the `sim` schema, as plain values
 
 
 def validate_sim(sim) -> None:
-    """Check the `sim` settings before anything is compiled."""
+    """Check the `sim` settings (`SimSettings` does when it is made)."""
 
     def positive(name, value, integer=False):
         ok = value > 0 and np.isfinite(value) and (not integer or int(value) == value)
@@ -84,6 +75,92 @@ def validate_sim(sim) -> None:
     for q in sim.quantiles:
         if not 0 <= q <= 1:
             raise ConfigError("sim.quantiles", list(sim.quantiles), "numbers in [0, 1]")
+
+
+def _plain_default(f: dataclasses.Field):
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    if isinstance(value, enum.Enum):
+        return str, value.value
+    if isinstance(value, list):
+        return tuple, tuple(value)
+    return f.type, value
+
+
+def _settings_class() -> type:
+    """`SimSettings`: one field per field of `edgefm.config.schema.SimConfig` (the one place the
+    sim options and their defaults are written), with plain values: an enum's value as a string,
+    a list as a tuple. Frozen, and checked by `validate_sim` when made."""
+    fields = []
+    for f in dataclasses.fields(SimConfig):
+        typ, default = _plain_default(f)
+        fields.append((f.name, typ, dataclasses.field(default=default)))
+
+    def __post_init__(self):
+        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        validate_sim(self)
+
+    cls = dataclasses.make_dataclass(
+        "SimSettings", fields, frozen=True,
+        namespace={"__post_init__": __post_init__, "__doc__": (
+            "The `sim` settings of a run: the fields and defaults of `edgefm.config.schema.SimConfig` "
+            "(documented there) as plain values; checked when made (`validate_sim`).")},
+    )
+    cls.__module__ = __name__  # pickled by reference, as a class written here would be
+    return cls
+
+
+SimSettings = _settings_class()
+
+
+def sim_settings(node) -> SimSettings:
+    """`SimSettings` from the ``sim`` node of a composed config (checked)."""
+    from omegaconf import OmegaConf
+
+    values = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return SimSettings(**values)
+
+
+# ----------------------------------------------------------------------------------------------
+# Components
+
+
+def make_component(registry, kind: str, node) -> Any:
+    """Instantiate the component a config group selected: ``node.name`` resolved in ``registry``,
+    built with its ``Config`` filled from the other keys of ``node`` (checked there)."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from edgefm.errors import first_line
+
+    if not isinstance(node, DictConfig) or "name" not in node:
+        raise ConfigError(
+            f"{kind}.name", None, f"a {kind} plugin name, chosen with {kind}=<name>: one of {', '.join(registry.names(kind))}"
+        )
+    name = node.name
+    cls = registry.resolve(kind, name)
+    values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+    try:
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), values))
+    except OmegaConfBaseException as exc:
+        key = str(getattr(exc, "full_key", "") or "")
+        fields = [f.name for f in dataclasses.fields(cls.Config)]
+        accepted = f"the options of {kind} {name!r} are: {', '.join(fields)}" if fields else f"{kind} {name!r} has no options"
+        raise ConfigError(
+            f"{kind}.{key}" if key else kind,
+            values.get(key.split(".")[0]) if key else values,
+            f"{first_line(exc)}; {accepted}",
+        ) from None
+    return cls.from_config(config)
+
+
+def plugin_versions(registry, names: dict[str, str]) -> dict[str, str]:
+    """``<kind>.<name>`` -> ``"<distribution> <version>"`` for the selected components."""
+    versions = {}
+    for kind, name in names.items():
+        row = next((r for r in registry.entries(kind) if r.name == name), None)
+        if row is not None:
+            versions[f"{kind}.{name}"] = f"{row.distribution} {row.version}".strip()
+    return versions
 
 
 @dataclasses.dataclass
@@ -218,8 +295,8 @@ def _progress_bar(show: bool, what: str):
 
 
 def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None, placement_info=None) -> EngineRun:
-    """Solve the placement (unless `x_core` is given), then simulate every realisation of every instance."""
-    validate_sim(sim)  # the components checked their options when they were made
+    """Solve the placement (unless `x_core` is given), then simulate every realisation of every instance.
+    ``sim`` is a `SimSettings` (checked when it was made, as the components were)."""
     schedules = failure_schedules(scenarios, components.failure, sim)  # names checked before any solve
     seconds = {}
     t0 = time.perf_counter()
@@ -260,3 +337,119 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
         seconds=seconds,
         link_up=np.stack([s.link_up for s in schedules]) if schedules is not None else None,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline: prepare, then run
+
+
+@dataclasses.dataclass
+class Job:
+    """A checked run, ready to go: what `prepare` built from a composed config."""
+
+    cfg: Any  # the composed config (read-only from here on)
+    components: Components
+    sim: SimSettings
+    scenarios: list
+    names: dict[str, str]  # kind -> component name
+    config_yaml: str  # the resolved config, as the dataset records it
+    overrides: list[str]  # the command-line overrides (for the closures changed)
+    registry: Any
+
+
+def task_overrides() -> list[str]:
+    """The command-line overrides of the Hydra job running now (empty outside a Hydra job)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    except Exception:  # noqa: BLE001 - no Hydra job
+        return []
+
+
+def output_filename(cfg) -> str:
+    """``output.filename``, checked: a file name without folders."""
+    filename = str(cfg.output.filename)
+    if not filename or filename in (".", "..") or "/" in filename or os.sep in filename:
+        raise ConfigError("output.filename", filename, "a file name without folders, e.g. results.nc")
+    return filename
+
+
+def prepare(cfg, registry=None, overrides: list[str] | None = None) -> Job:
+    """Check every option of the composed config ``cfg`` and build the run's inputs: components
+    (each checks its options), `SimSettings`, the sampled and validated scenario instances. Raises
+    `ConfigError` (or another `EdgefmError`) for bad input; nothing is solved or compiled.
+    ``overrides``: the command-line overrides (default: those of the Hydra job running now)."""
+    from omegaconf import OmegaConf
+
+    from edgefm.plugins import KINDS, Registry
+    from edgefm.scenario.spec import build_scenarios
+
+    registry = Registry.default() if registry is None else registry
+    output_filename(cfg)
+    components = {kind: make_component(registry, kind, cfg[kind]) for kind in KINDS}
+    sim = sim_settings(cfg.sim)
+    scenarios = build_scenarios(cfg.scenario, cfg.seed)
+    OmegaConf.set_readonly(cfg, True)  # plugins see it; none may change it
+    return Job(
+        cfg=cfg,
+        components=Components(**components),
+        sim=sim,
+        scenarios=scenarios,
+        names={kind: str(cfg[kind].name) for kind in KINDS},
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        overrides=task_overrides() if overrides is None else list(overrides),
+        registry=registry,
+    )
+
+
+def run(job, registry=None):
+    """The run dataset (`xarray.Dataset`) of a composed config, or of a `Job` from `prepare`: the
+    placement solved, every realisation simulated, the dataset built and the plugins' additions
+    (``edgefm_dataset_finalize``) merged in. Nothing is written."""
+    from edgefm.config.closures import closure_changes
+    from edgefm.plugins import get_plugin_manager
+    from edgefm.results import build_dataset, merge_plugin_datasets
+
+    if not isinstance(job, Job):
+        job = prepare(job, registry)
+    cfg = job.cfg
+    engine = run_engine(job.scenarios, job.components, job.sim, seed=int(cfg.seed))
+    ds = build_dataset(
+        engine,
+        slot_ms=job.sim.slot_ms,
+        names=job.names,
+        seed=int(cfg.seed),
+        config_yaml=job.config_yaml,
+        plugin_versions=plugin_versions(job.registry, job.names),
+        task_records=bool(cfg.output.task_records),
+        extra_attrs={
+            "task": str(cfg.task),
+            "closures": str(cfg.closures.name),
+            # every closure in force that is not the preset's (docs/SEMANTICS.md §13); "" = none
+            "closures_changed": "; ".join(closure_changes(cfg, job.overrides)),
+            "scenario": str(cfg.scenario.name),
+            # the draw index of each instance (not consecutive with scenario.hostable_reserve)
+            "scenario_draws": [int(sc.meta.get("instance", i)) for i, sc in enumerate(job.scenarios)],
+        },
+        strategy=str(cfg.strategy),
+    )
+    pm = get_plugin_manager()
+    return merge_plugin_datasets(ds, pm.hook.edgefm_dataset_finalize(dataset=ds, cfg=cfg))
+
+
+def summarise(ds) -> dict[str, Any]:
+    """The headline summary of a run dataset (`edgefm.results.summarise_run`'s numbers)."""
+    from types import SimpleNamespace
+
+    from edgefm.config.closures import describe
+    from edgefm.results import summarise_run
+
+    names = {kind: str(ds[kind].values.ravel()[0]) for kind in ("placement", "controller")}
+    outputs = {name: np.asarray(ds[name].values) for name in (
+        "ontime_rate", "cost_core", "cost_light", "cost_total", "tasks_arrived", "tasks_dropped", "list_overflow")}
+    seconds = {k: ds.attrs[f"seconds_{k}"] for k in ("placement", "simulate") if f"seconds_{k}" in ds.attrs}
+    summary = summarise_run(SimpleNamespace(outputs=outputs, seconds=seconds), names, str(ds.attrs.get("strategy", "")))
+    changes = [c for c in str(ds.attrs.get("closures_changed", "")).split("; ") if c]
+    summary["closures"] = describe(str(ds.attrs.get("closures", "")), changes)
+    return summary

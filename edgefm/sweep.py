@@ -344,24 +344,4 @@ class MergeCallback(_Callback):
         log.info(f"edgefm: merged the multirun into {path} (`edgefm report {path}`)")
 
 
-def merge_main(argv: list[str]) -> int:
-    """``edgefm merge SWEEP_DIR [--filename results.nc]``: write ``SWEEP_DIR/sweep.nc`` by hand."""
-    import argparse
-
-    from edgefm.cli import report
-
-    parser = argparse.ArgumentParser(
-        prog="edgefm merge", description="Merge the job datasets of a multirun folder into <folder>/sweep.nc."
-    )
-    parser.add_argument("sweep_dir", help="the multirun folder (hydra.sweep.dir)")
-    parser.add_argument("--filename", default="results.nc", help="the job dataset name (output.filename)")
-    args = parser.parse_args(argv)
-    try:
-        path = write_sweep(args.sweep_dir, args.filename)
-    except Exception as exc:  # noqa: BLE001
-        return report(exc)
-    print(path)
-    return 0
-
-
-__all__ = ["MergeCallback", "find_jobs", "merge_main", "merge_sweep", "parse_overrides", "swept_keys", "write_sweep"]
+__all__ = ["MergeCallback", "find_jobs", "merge_sweep", "parse_overrides", "swept_keys", "write_sweep"]

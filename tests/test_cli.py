@@ -26,6 +26,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SWEEP_DIMS = ("strategy", "controller", "placement", "channel", "workload", "load", "seed")
 TASK_RECORDS = ("task_arrival", "task_finish", "task_type_index", "task_dropped")
 TIMEOUT_S = 300
+# the strategy these tests were written for, given explicitly (the default strategy may change)
+LBRR = ["placement=least_loaded", "controller=lbrr"]
+
+
+def with_lbrr(overrides: list[str]) -> list[str]:
+    """``overrides`` with placement least_loaded and controller lbrr unless they choose their own."""
+    chosen = {o.split("=", 1)[0] for o in overrides}
+    return [o for o in LBRR if o.split("=", 1)[0] not in chosen] + list(overrides)
 
 THIRD_PARTY_MODULE = '''
 """A controller published outside edgefm: lbrr under another name."""
@@ -247,7 +255,7 @@ def test_bad_input_ends_with_one_line_and_status_2_before_compiling(case, tmp_pa
     compiled, traced = rollout.TRACE_COUNTER["program"], rollout.TRACE_COUNTER["step"]
     t0 = time.perf_counter()
 
-    status = main(["debug=default", f"hydra.run.dir={tmp_path / 'run'}", *overrides])
+    status = main(["debug=default", f"hydra.run.dir={tmp_path / 'run'}", *with_lbrr(overrides)])
 
     elapsed = time.perf_counter() - t0
     err = capsys.readouterr().err
@@ -264,7 +272,7 @@ def test_bad_input_ends_with_one_line_and_status_2_before_compiling(case, tmp_pa
 def test_traceback_only_on_request(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("EDGEFM_TRACEBACK", "1")
 
-    status = main(["debug=default", f"hydra.run.dir={tmp_path}", "workload.load=-1"])
+    status = main(["debug=default", *LBRR, f"hydra.run.dir={tmp_path}", "workload.load=-1"])
 
     err = capsys.readouterr().err
     assert status == 2

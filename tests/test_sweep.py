@@ -106,7 +106,7 @@ def test_the_lyapunov_controllers_state_bounds_and_lbrr_does_not(experiments):
 
 
 # ------------------------------------------------------------------------------------------------
-RESUME = ["-m", "debug=default", *SHRINK]
+RESUME = ["-m", "debug=default", "placement=least_loaded", "controller=lbrr", *SHRINK]
 
 
 def test_an_interrupted_multirun_resumes_without_recomputing_and_leaves_no_partial_file(tmp_path, monkeypatch):
