@@ -12,8 +12,9 @@ import pytest
 
 from edgefm import testing
 from edgefm.config.schema import default_config_dir
-from edgefm.interfaces import AbstractChannelModel, AbstractWorkloadGenerator, PlacementResult, traced
+from edgefm.interfaces import AbstractChannelModel, AbstractController, AbstractWorkloadGenerator, PlacementResult, traced
 from edgefm.testing import check, check_channel, check_failure, check_placement, check_workload
+from edgefm.types import Action
 from edgefm_baselines import LeastLoadedPlacement
 from edgefm_channels import NakagamiChannel, OffChannel, RayleighChannel
 from edgefm_failures import LinkDown, NodeDown, NoFailures, RandomFailures
@@ -320,3 +321,29 @@ def test_lbrr_passes_the_controller_check():
     from edgefm_baselines import LBRRController
 
     check_controller(LBRRController())
+
+
+class KeepOne(AbstractController):
+    """The old README's example: one instance of every light service in slot 0 of node ``node``, every
+    waiting stage sent to it, with no look at the node's capacity or the instance's room."""
+
+    name = "keep_one"
+    node: int = traced(0, dtype=int)  # traced: the runs below share one program
+    y: int = traced(20, dtype=int)  # the parallelism of every instance
+
+    def act(self, state, obs, ctx, params, key):
+        alive = jnp.zeros((ctx.V, ctx.Ml, ctx.X), bool).at[self.node, :, 0].set(True)
+        assign = jnp.where(obs.valid, (self.node * ctx.Ml + obs.light) * ctx.X, -1)
+        return Action(alive=alive, assign=assign, parallelism=jnp.full((ctx.V, ctx.Ml), self.y)), state
+
+
+def test_controller_check_rejects_a_controller_that_ignores_capacity_or_room():
+    from edgefm.testing import check_controller
+
+    with pytest.raises(AssertionError, match=r"controller 'keep_one': Eq. 8 violated \(a node over its capacity\) "
+                                             r"in \[\[300, 300,") as exc:
+        check_controller(KeepOne(node=0))  # ED1, an edge device: too small for every light service at once
+    one_line(exc)
+    with pytest.raises(AssertionError, match=r"controller 'keep_one': the engine refused \[\[\d+, \d+, .*\]\] decisions "
+                                             r"\[instance, realisation\]: .* past its room y - occupancy"):
+        check_controller(KeepOne(node=2, y=1))  # ES1 holds the instances; one job each holds not every stage
