@@ -308,8 +308,23 @@ def test_failure_check_rejects_bad_schedules_and_states():
             up, down = super().sample(state, key, t, random_nodes, slot_ms)
             return up, down.astype(jnp.int32)  # the state changes dtype from slot to slot
 
-    with pytest.raises(AssertionError, match="init/sample do not run as the engine runs them"):
+    with pytest.raises(AssertionError, match="init/sample does not run as the engine runs it: TypeError"):
         check_failure(Drifting())
+
+
+def test_workload_check_reports_an_option_read_inside_the_step_that_the_engine_does_not_pass():
+    from edgefm.interfaces import host
+
+    class HostScale(Scaled):
+        scale: float = host(1.0)  # host: None in the copy the engine compiles
+
+        def sample(self, state, key, rate, slot_ms):
+            return jax.random.poisson(key, rate * self.load * slot_ms * self.scale).astype(jnp.int32), state
+
+    with pytest.raises(AssertionError, match="workload 'scaled': init/sample does not run as the engine runs it: "
+                                             "TypeError") as exc:
+        check_workload(HostScale())
+    one_line(exc)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -90,8 +90,17 @@ def _fmt(x) -> str:
     return np.array2string(a, max_line_width=10**9, precision=6, separator=", ").replace("\n", "")
 
 
-def _fail(component, message: str):
-    raise AssertionError(f"{_label(component)}: {message}")
+def _fail(component, message: str, cause: BaseException | None = None):
+    raise AssertionError(f"{_label(component)}: {message}") from cause
+
+
+def _traced(component, what: str, run):
+    """``run()``, an error of the traced code reported as the component's failure (one line)."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - a tracing or shape error of the plugin's code
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _fail(component, f"{what} does not run as the engine runs it: {type(exc).__name__}: {first}", exc)
 
 
 def _t_quantile(level: float, dof: int) -> float:
@@ -243,7 +252,8 @@ def check_channel(channel, *, draws: int = 4096, seed: int = 0, alpha: float = A
     U = users["nakagami_m"].shape[0]
     keys = jax.random.split(jax.random.key(seed), draws)
     engine = channel.for_engine()
-    rates = np.asarray(_draw_rates(engine, {k: jnp.asarray(v, float) for k, v in users.items()}, keys))
+    traced_users = {k: jnp.asarray(v, float) for k, v in users.items()}
+    rates = np.asarray(_traced(channel, "uplink_rate", lambda: _draw_rates(engine, traced_users, keys)))
     if rates.shape != (draws, U):
         _fail(channel, f"uplink_rate returned shape {rates.shape[1:]} for {U} users, expected ({U},)")
     if rates.dtype.kind != "f":
@@ -251,7 +261,7 @@ def check_channel(channel, *, draws: int = 4096, seed: int = 0, alpha: float = A
     if np.isnan(rates).any() or (rates <= 0).any():
         bad = np.argwhere(np.isnan(rates) | (rates <= 0))[0]
         _fail(channel, f"uplink_rate drew {rates[tuple(bad)]} for user {bad[1]}: rates must be > 0 (inf: no delay)")
-    again = np.asarray(_draw_rates(engine, {k: jnp.asarray(v, float) for k, v in users.items()}, keys[:8]))
+    again = np.asarray(_draw_rates(engine, traced_users, keys[:8]))
     if not np.array_equal(again, rates[:8]):
         _fail(channel, "uplink_rate is not a function of its key (two calls with the same key differ)")
     mean = np.asarray(channel.mean_rate({k: np.asarray(v, float) for k, v in users.items()}), float)
@@ -361,7 +371,8 @@ def check_workload(workload, *, loads=(0.5, 1.0, 2.0), slot_ms=(1.0, 0.5), reali
 
     def draw(load, dt, n_slots=T):
         w = dataclasses.replace(workload, load=load).for_engine()
-        counts = np.asarray(_draw_arrivals(w, jnp.asarray(rate), jnp.asarray(float(dt)), keys, n_slots))
+        counts = np.asarray(_traced(workload, "init/sample", lambda: _draw_arrivals(
+            w, jnp.asarray(rate), jnp.asarray(float(dt)), keys, n_slots)))
         if counts.shape != (R, n_slots, U, N):
             _fail(workload, f"sample returned counts of shape {counts.shape[2:]}, expected [U,N] = ({U}, {N})")
         if counts.dtype.kind not in "iu":
@@ -453,10 +464,9 @@ def check_failure(failure, *, slots: int = 300, slot_ms: float = 1.0, realisatio
             _fail(failure, f"schedule().{name} is {value.dtype}{list(value.shape)}, expected bool{list(shape)}")
     random_nodes = np.asarray(sched.random_nodes)
     keys = jax.random.split(jax.random.key(seed), realisations)
-    try:
-        up = np.asarray(_draw_up(failure.for_engine(), jnp.asarray(random_nodes), jnp.asarray(float(slot_ms)), keys, T))
-    except (TypeError, ValueError) as exc:  # lax.scan: the state changed structure, shape or dtype
-        _fail(failure, f"init/sample do not run as the engine runs them: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    # (lax.scan: a state that changes structure, shape or dtype from slot to slot is an error)
+    up = np.asarray(_traced(failure, "init/sample", lambda: _draw_up(
+        failure.for_engine(), jnp.asarray(random_nodes), jnp.asarray(float(slot_ms)), keys, T)))
     if up.shape != (realisations, T, V) or up.dtype != bool:
         _fail(failure, f"sample returned {up.dtype}{list(up.shape[2:])}, expected bool[{V}]")
     down = ~up & ~random_nodes[None, None]
