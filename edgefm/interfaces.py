@@ -333,8 +333,8 @@ class AbstractController(Component):
     def act(self, state, obs, ctx, params, key) -> tuple[Any, Any]:
         """Return ``(Action, new_state)`` for one boundary (traced, static shapes).
 
-        ``obs`` is an `edgefm.sim.types.Observation`; ``ctx = (sizes, arrays)`` gives the static
-        `SimSizes` and the instance's `ScenarioArrays`; ``params`` is the `SimParams` (the slot
-        length, y_max); the controller's own options are its fields; ``key`` is this slot's
-        controller key.
+        ``obs`` is an `edgefm.types.Observation`; ``ctx`` the `edgefm.types.ControllerContext` (the
+        sizes, node kinds and light services' parameters of this realisation's scenario instance);
+        ``params`` the `SimParams` (the slot length, y_max); the controller's own options are its
+        fields; ``key`` is this slot's controller key.
         """

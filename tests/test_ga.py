@@ -50,16 +50,15 @@ NOW, DT, Y = 10.0, 1.0, 3
 
 def hand_case():
     V, Ml, X, Lw = 2, 1, 3, 4
-    sizes = SimpleNamespace(V=V, Ml=Ml, X=X)
-    arrays = SimpleNamespace(
+    ctx = SimpleNamespace(  # the ControllerContext fields the GA reads
+        V=V, Ml=Ml, X=X,
         capacity=jnp.array([[2.0, 8.0], [3.0, 8.0]]),
-        resource=jnp.array([[1.0, 0.5]]),
-        work=jnp.array([1.0]),
+        light_resource=jnp.array([[1.0, 0.5]]),
+        light_work=jnp.array([1.0]),
         light_shape=jnp.array([2.0]),
         light_scale=jnp.array([1.0]),
-        light_service=jnp.array([0]),
-        cost_deploy=jnp.array([4.0]),
-        cost_run=jnp.array([1.5]),
+        light_cost_deploy=jnp.array([4.0]),
+        light_cost_run=jnp.array([1.5]),
     )
     occupancy = jnp.zeros((V, Ml, X), jnp.int64).at[0, 0, 0].set(2)
     obs = Observation(
@@ -80,7 +79,7 @@ def hand_case():
     )
     free = jnp.zeros((V, Ml, X)).at[0, 0, 0].set(13.0)
     params = SimpleNamespace(y_max=jnp.asarray(Y, jnp.int32), slot_ms=jnp.asarray(DT))  # SimParams: the options are the controller's
-    return sizes, arrays, obs, free, params
+    return ctx, obs, free, params
 
 
 _route = jax.jit(route, static_argnums=2)
@@ -88,13 +87,13 @@ _route = jax.jit(route, static_argnums=2)
 
 @pytest.fixture(scope="module")
 def hand():
-    sizes, arrays, obs, free, params = hand_case()
-    pb = jax.jit(lambda o, f: prepare(o, sizes, arrays, Y, DT, L=4, free=f))(obs, free)
-    return sizes, arrays, obs, free, params, pb
+    ctx, obs, free, params = hand_case()
+    pb = jax.jit(lambda o, f: prepare(o, ctx, Y, DT, L=4, free=f))(obs, free)
+    return ctx, obs, free, params, pb
 
 
 def test_fitness_by_hand(hand):
-    sizes, arrays, obs, free, params, pb = hand
+    ctx, obs, free, params, pb = hand
     np.testing.assert_array_equal(pb.sidx, [[0, 1, 2, 4]])
     np.testing.assert_allclose(pb.backlog[0, 0], [3.0, 0.0, 0.0])
     # one new instance on each node: flat instances v*X + k = 0 (busy), 1 (new on node 0), 3 (new on node 1)
@@ -121,9 +120,9 @@ def test_fitness_by_hand(hand):
 
 
 def test_act_decodes_the_best_genome(hand):
-    sizes, arrays, obs, free, params, pb = hand
+    ctx, obs, free, params, pb = hand
     ctrl = GAController(max_stages_per_service=4)
-    act = jax.jit(lambda key: ctrl.act(free, obs, (sizes, arrays), params, key))
+    act = jax.jit(lambda key: ctrl.act(free, obs, ctx, params, key))
     action, new_free = act(jax.random.key(0))
     counts = np.asarray(action.alive).sum(-1)  # [V,Ml]
     d = jnp.asarray(counts - np.asarray(pb.busy))
@@ -214,11 +213,11 @@ except ImportError:  # pragma: no cover
 
 def brute_case():
     V, Ml, X, Lw = 2, 2, 3, 8
-    sizes = SimpleNamespace(V=V, Ml=Ml, X=X)
-    arrays = SimpleNamespace(
-        capacity=jnp.array([[3.0], [4.0]]), resource=jnp.array([[1.0], [1.5]]), work=jnp.array([1.0, 2.0]),
-        light_shape=jnp.array([1.0, 2.0]), light_scale=jnp.array([1.0, 0.5]), light_service=jnp.array([0, 1]),
-        cost_deploy=jnp.array([4.0, 4.0]), cost_run=jnp.array([1.5, 1.5]),
+    ctx = SimpleNamespace(
+        V=V, Ml=Ml, X=X,
+        capacity=jnp.array([[3.0], [4.0]]), light_resource=jnp.array([[1.0], [1.5]]), light_work=jnp.array([1.0, 2.0]),
+        light_shape=jnp.array([1.0, 2.0]), light_scale=jnp.array([1.0, 0.5]),
+        light_cost_deploy=jnp.array([4.0, 4.0]), light_cost_run=jnp.array([1.5, 1.5]),
     )
     light = jnp.array([0, 1, 0, 0, 1, 0, 1, 0])
     valid = jnp.array([True] * 7 + [False])
@@ -234,7 +233,7 @@ def brute_case():
         task_alive=jnp.zeros(2, bool), task_arrival=jnp.zeros(2), task_type_buf=jnp.zeros(2, jnp.int64),
     )
     free = jnp.zeros((V, Ml, X)).at[1, 0, 0].set(22.0)
-    return prepare(obs, sizes, arrays, 3, 1.0, L=8, free=free)
+    return prepare(obs, ctx, 3, 1.0, L=8, free=free)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -22,7 +21,7 @@ from edgefm.io.variables import get_variable
 from edgefm.runner import EngineRun
 from edgefm.sim import TRACE_COUNTER
 from edgefm.sim import rollout
-from edgefm.sim.types import Observation, SimParams, SimSizes
+from edgefm.sim.types import ControllerContext, Observation, SimParams
 from edgefm_lyapunov import INFO_VARIABLES, LyapunovConfig, LyapunovController, PropAvgController, ProposedController
 from edgefm_lyapunov import controller as lyap
 from edgefm_lyapunov.controller import ServiceData, delay_table, update_queues
@@ -36,23 +35,16 @@ dispatch = jax.jit(lyap.dispatch)
 stage_tables = jax.jit(lyap.stage_tables, static_argnums=(3, 4))
 
 
-class Arrays(NamedTuple):
-    """The fields of `ScenarioArrays` the controller reads (a pytree, so jit traces it)."""
-
-    work: jax.Array  # [M]
-    light_service: jax.Array  # [Ml]
-    light_shape: jax.Array  # [Ml]
-    light_scale: jax.Array  # [Ml]
-    cost_deploy: jax.Array  # [M]
-    cost_run: jax.Array  # [M]
-    resource: jax.Array  # [M,K]
-    capacity: jax.Array  # [V,K]
-    deadline: jax.Array  # [N]
-
-
-def sizes_for(V, Ml, X, Q, B, Lw, K=2) -> SimSizes:
-    return SimSizes(V=V, K=K, M=Ml, Ml=Ml, N=1, S=1, P=1, U=1, B=B, X=X, Q=Q, Ic=1, Lc=1, Lw=Lw, Ln=1,
-                    A=1, J=1, T=1, T_arr=1, core_dispatch="earliest_start")
+def Arrays(*, work, light_shape, light_scale, cost_deploy, cost_run, resource, capacity, deadline,
+           light_service=None, X=2, Q=4, B=12, Lw=10) -> ControllerContext:
+    """A `ControllerContext` from per-light-service fields (``light_service``: ignored, every
+    service here is light); the sizes default to those of `random_case` (one compiled program)."""
+    V, K = capacity.shape
+    return ControllerContext(
+        V=V, K=K, Ml=len(work), X=X, Q=Q, B=B, Lw=Lw, capacity=capacity, node_is_server=jnp.ones(V, bool),
+        light_resource=resource, light_work=work, light_shape=light_shape, light_scale=light_scale,
+        light_cost_deploy=cost_deploy, light_cost_run=cost_run, deadline=deadline,
+    )
 
 
 def sim_params(*, y_max: int, slot_ms: float = 1.0) -> SimParams:
@@ -343,7 +335,7 @@ def py_services(obs, arrays, H, pi, g, L, slot_ms=1.0):
             delay=np.maximum(0.0, np.asarray(obs.data_ready)[idx] - now).reshape(len(idx), -1),
             w=pi * H[np.asarray(obs.buffer_slot)[idx]],
             c=2 * np.asarray(obs.deadline)[idx] + slot_ms,
-            g=g[m], cdp=float(arrays.cost_deploy[m]), crun=float(arrays.cost_run[m]),
+            g=g[m], cdp=float(arrays.light_cost_deploy[m]), crun=float(arrays.light_cost_run[m]),
             prev=np.asarray(obs.prev_count)[:, m],
         ))
     return out
@@ -351,12 +343,11 @@ def py_services(obs, arrays, H, pi, g, L, slot_ms=1.0):
 
 @pytest.fixture(scope="module")
 def act_fns():
-    sizes = sizes_for(V=3, Ml=2, X=2, Q=4, B=12, Lw=10)
     fns = {}
     for cls, L in ((ProposedController, 64), (PropAvgController, 3)):
         ctrl = cls(max_stages_per_service=L)
         # the controller is an argument: its options (arrays) change from case to case, one program
-        fns[cls.name] = (ctrl, eqx.filter_jit(lambda c, s, o, a, p: c.act(s, o, (sizes, a), p, None)))
+        fns[cls.name] = (ctrl, eqx.filter_jit(lambda c, s, o, ctx, p: c.act(s, o, ctx, p, None)))
     return fns
 
 
@@ -386,7 +377,7 @@ def test_greedy_against_brute_force(act_fns, name):
             g = np.asarray(delay_table(arrays, params, 4, case_ctrl))
             services = py_services(obs, arrays, H, pi, g, L)
             occ = np.asarray(obs.occupancy)
-            light_r, cap, core = (np.asarray(a) for a in (arrays.resource, arrays.capacity, obs.core_usage))
+            light_r, cap, core = (np.asarray(a) for a in (arrays.light_resource, arrays.capacity, obs.core_usage))
             waiting = np.asarray(obs.waiting_total)
 
             def feasible(in_x, m, v):

@@ -57,6 +57,7 @@ def scenario_arrays(sc: Scenario, x_core: np.ndarray, Ic: int, total_slots: int,
     core_cost = float(np.sum(x_core * (sc.cost_deploy + total_slots * sc.cost_maintain)[None, :]))
     return dict(
         capacity=sc.capacity.astype(float),
+        node_is_server=np.asarray(sc.node_is_server, bool),
         resource=sc.resource.astype(float),
         work=sc.work.astype(float),
         core_duration=np.where(sc.service_is_core, sc.work / np.where(sc.service_is_core, sc.core_rate, 1.0), 0.0),

@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 from edgefm.sim.keys import STREAM_ARRIVALS, STREAM_CONTROLLER, STREAM_FAILURES, draw_slot, init_key, uplink_rates
 from edgefm.sim.reduce import summarise
 from edgefm.sim.step import draw_failures, failing, init_state, make_step, observe_completions, upload_schedule
-from edgefm.sim.types import ScenarioArrays, SimParams, SimSizes
+from edgefm.sim.types import ControllerContext, ScenarioArrays, SimParams, SimSizes
 
 # counted at trace time: "step" per traced step function, "program" per traced whole program
 TRACE_COUNTER = {"step": 0, "program": 0}
@@ -36,7 +36,7 @@ def _initial_state(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSiz
     wstate = workload.init(init_key(key, STREAM_ARRIVALS), arrays.arrival_rate)
     fstate = failure.init(init_key(key, STREAM_FAILURES), arrays.random_nodes) if failing(failure) else ()
     upload = upload_schedule(uplink_rates(key, arrays, sizes, channel)) if channel.fading_mode() == "per_slot" else ()
-    return init_state(sizes, wstate, controller.init((sizes, arrays)), fstate, upload)
+    return init_state(sizes, wstate, controller.init(ControllerContext.of(sizes, arrays)), fstate, upload)
 
 
 def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, comps, sizes: SimSizes, compact=False):

@@ -26,7 +26,8 @@ from jax import lax
 
 from edgefm.sim.keys import STREAM_CONTROLLER, STREAM_FAILURES, draw_slot, stream
 from edgefm.sim.types import (
-    CAPACITY_TOL, Action, Observation, ScenarioArrays, SimSizes, ranks_in_list_order, resource_usage,
+    CAPACITY_TOL, Action, ControllerContext, Observation, ScenarioArrays, SimSizes, ranks_in_list_order,
+    resource_usage,
 )
 
 INF = jnp.inf
@@ -888,7 +889,7 @@ def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, t
             obs = light_observation(st, arrays, sizes, t, now, up)
         with jax.named_scope("controller"):
             action, cstate = controller.act(
-                st.controller_state, obs, (sizes, arrays), params, stream(key, STREAM_CONTROLLER, t)
+                st.controller_state, obs, ControllerContext.of(sizes, arrays), params, stream(key, STREAM_CONTROLLER, t)
             )
         st = eqx.tree_at(lambda q: q.controller_state, st, cstate, is_leaf=lambda x: x is None)
         with jax.named_scope("apply"):

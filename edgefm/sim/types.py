@@ -54,6 +54,7 @@ class ScenarioArrays(eqx.Module):
     """One sampled scenario instance plus its core placement, as traced arrays."""
 
     capacity: Array  # [V,K] resource units
+    node_is_server: Array  # [V] bool: edge server (True) or edge device (False)
     resource: Array  # [M,K] resource units per instance
     work: Array  # [M] MB
     core_duration: Array  # [M] ms: a_m / f_m for core services (0 for light)
@@ -88,6 +89,42 @@ class ScenarioArrays(eqx.Module):
     net_state: Array  # [T] int: the network state of each slot
     node_sched: Array  # [T,V] bool: node up in the slot (deterministic failures)
     random_nodes: Array  # [V] bool: nodes the failure model may take down at random
+
+
+class ControllerContext(eqx.Module):
+    """What a controller may read besides its `Observation`: the sizes of the arrays it builds and
+    the parameters of one realisation's scenario instance (built by the engine at every boundary
+    with `ControllerContext.of`; a controller's `init` gets the same)."""
+
+    V: int = eqx.field(static=True)  # nodes
+    K: int = eqx.field(static=True)  # resources (cpu, ram, gpu, vram)
+    Ml: int = eqx.field(static=True)  # light services
+    X: int = eqx.field(static=True)  # light instance slots per (node, light service)
+    Q: int = eqx.field(static=True)  # static bound of the parallelism y (= sim.y_max)
+    B: int = eqx.field(static=True)  # task buffer rows (the [B] arrays of `Observation`)
+    Lw: int = eqx.field(static=True)  # waiting light stages shown (the [Lw] arrays of `Observation`)
+    capacity: Array  # [V,K] float, resource units: what each node has (Eq. 8)
+    node_is_server: Array  # [V] bool: True for an edge server (ES), False for an edge device (ED)
+    light_resource: Array  # [Ml,K] float, resource units: r_m of one instance of each light service
+    light_work: Array  # [Ml] float, MB: a_m, the work of one job
+    light_shape: Array  # [Ml] float: Gamma shape k of the per-slot rate f_m
+    light_scale: Array  # [Ml] float, MB/ms: Gamma scale beta (E f_m = k beta)
+    light_cost_deploy: Array  # [Ml] float, price units per started instance (c_dp)
+    light_cost_run: Array  # [Ml] float, price units per instance and slot (c_mt + c_pl)
+    deadline: Array  # [N] float, ms: D_n of each task type
+
+    @classmethod
+    def of(cls, sizes: "SimSizes", arrays: "ScenarioArrays") -> "ControllerContext":
+        """The context of one realisation (``arrays`` without the instance axis)."""
+        light = arrays.light_service
+        return cls(
+            V=sizes.V, K=sizes.K, Ml=sizes.Ml, X=sizes.X, Q=sizes.Q, B=sizes.B, Lw=sizes.Lw,
+            capacity=arrays.capacity, node_is_server=arrays.node_is_server,
+            light_resource=arrays.resource[light], light_work=arrays.work[light],
+            light_shape=arrays.light_shape, light_scale=arrays.light_scale,
+            light_cost_deploy=arrays.cost_deploy[light], light_cost_run=arrays.cost_run[light],
+            deadline=arrays.deadline,
+        )
 
 
 class SimParams(eqx.Module):

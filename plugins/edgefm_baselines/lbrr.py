@@ -25,14 +25,12 @@ class LBRRController(AbstractController):
     description = "least-utilised scale-out, round-robin routing (baseline)"
 
     def init(self, ctx):
-        sizes, _ = ctx
-        return jnp.zeros(sizes.Ml, jnp.int64)  # round-robin pointer per light service
+        return jnp.zeros(ctx.Ml, jnp.int64)  # round-robin pointer per light service
 
     def act(self, state, obs, ctx, params, key):
-        sizes, arrays = ctx
-        V, Ml, X = sizes.V, sizes.Ml, sizes.X
+        V, Ml, X = ctx.V, ctx.Ml, ctx.X
         y_max = params.y_max
-        light_r = arrays.resource[arrays.light_service]  # [Ml,K]
+        light_r = ctx.light_resource  # [Ml,K]
         occ = obs.occupancy
         waiting = obs.waiting_total  # all waiting stages, also those beyond the head shown
         up = jnp.ones(V, bool) if obs.node_up is None else obs.node_up  # SEMANTICS §12
@@ -41,9 +39,9 @@ class LBRRController(AbstractController):
             def body(carry):
                 live, free, _ = carry
                 counts = live.sum(-1)
-                usage = resource_usage(counts, light_r, arrays.core_usage)
-                feasible = jnp.all(usage + light_r[ml] <= arrays.capacity, axis=1) & (counts[:, ml] < X) & up
-                util = jnp.where(feasible, node_utilisation(usage, arrays.capacity), jnp.inf)
+                usage = resource_usage(counts, light_r, obs.core_usage)
+                feasible = jnp.all(usage + light_r[ml] <= ctx.capacity, axis=1) & (counts[:, ml] < X) & up
+                util = jnp.where(feasible, node_utilisation(usage, ctx.capacity), jnp.inf)
                 v = jnp.argmin(util)
                 k = jnp.argmin(live[v, ml])  # lowest free slot
                 ok = feasible.any()
@@ -58,17 +56,17 @@ class LBRRController(AbstractController):
 
         live = lax.fori_loop(0, Ml, scale_out, occ > 0)
         if obs.node_up is None:
-            return self._route(state, obs, live, occ, y_max, sizes)
+            return self._route(state, obs, live, occ, y_max, ctx)
         # with failures a stage may be unable to reach some nodes: then route one stage at a time
         unreachable = jnp.any(obs.valid[:, None] & ~(obs.data_ready < jnp.inf))
-        return lax.cond(unreachable, lambda *a: self._route_sequential(*a, sizes), lambda *a: self._route(*a, sizes),
+        return lax.cond(unreachable, lambda *a: self._route_sequential(*a, ctx), lambda *a: self._route(*a, ctx),
                         state, obs, live, occ, y_max)
 
     @staticmethod
-    def _route_sequential(state, obs, live, occ, y_max, sizes):
+    def _route_sequential(state, obs, live, occ, y_max, ctx):
         """Round-robin one stage at a time, skipping instances the stage's input cannot reach
         (SEMANTICS §12); the same decisions as `_route` when every node is reachable."""
-        V, Ml, X = sizes.V, sizes.Ml, sizes.X
+        V, Ml, X = ctx.V, ctx.Ml, ctx.X
         VX = V * X
 
         def body(i, carry):
@@ -100,15 +98,15 @@ class LBRRController(AbstractController):
         return action, ptr
 
     @staticmethod
-    def _route(state, obs, live, occ, y_max, sizes):
-        V, Ml, X = sizes.V, sizes.Ml, sizes.X
+    def _route(state, obs, live, occ, y_max, ctx):
+        V, Ml, X = ctx.V, ctx.Ml, ctx.X
 
         # Round-robin, vectorised: with the pointer at p, instances are visited in the cyclic order
         # p, p+1, ...; a stage goes to the next instance with room. Equivalently, in round c the
         # instances whose room exceeds c each take one stage, in cyclic order; so the j-th waiting
         # stage of a service falls in round c_j = max{c : sum_i min(room_i, c) <= j}, at position
         # j - sum_i min(room_i, c_j) among the instances with room > c_j.
-        VX, Q = V * X, sizes.Q
+        VX, Q = V * X, ctx.Q
         perm = (state[:, None] + jnp.arange(VX)[None, :]) % VX  # [Ml,VX] cyclic order per service
         room_flat = jnp.where(live, y_max - occ, 0).transpose(1, 0, 2).reshape(Ml, VX)
         room = jnp.take_along_axis(room_flat, perm, axis=1)  # [Ml,VX] in visiting order

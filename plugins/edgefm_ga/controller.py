@@ -72,10 +72,10 @@ class Problem(eqx.Module):
     up: jax.Array | None = None  # [V] bool: nodes up in this slot (SEMANTICS §12; None: all)
 
 
-def prepare(obs, sizes, arrays, y_max, slot_ms, L: int, free=None) -> Problem:
+def prepare(obs, ctx, y_max, slot_ms, L: int, free=None) -> Problem:
     """Build the `Problem` of one boundary from the engine's observation and the controller state
     ``free`` [V,Ml,X] (predicted finish time of the last job given to each instance; None: zeros)."""
-    Ml, X = sizes.Ml, sizes.X
+    Ml, X = ctx.Ml, ctx.X
     Lw = obs.valid.shape[0]
     occ = obs.occupancy.astype(INT)
     is_busy = occ > 0
@@ -84,10 +84,9 @@ def prepare(obs, sizes, arrays, y_max, slot_ms, L: int, free=None) -> Problem:
         free = jnp.zeros(occ.shape)
     backlog = jnp.where(is_busy, jnp.maximum(free - obs.now, 0.0), 0.0)
     free_rank = jnp.where(is_busy, X, jnp.cumsum(~is_busy, axis=-1) - 1)
-    svc = arrays.light_service
-    need = arrays.resource[svc]  # [Ml,K]
-    room = arrays.capacity - obs.core_usage - jnp.einsum("vl,lk->vk", busy.astype(need.dtype), need)
-    tau = arrays.work[svc] / (arrays.light_shape * arrays.light_scale)
+    need = ctx.light_resource  # [Ml,K]
+    room = ctx.capacity - obs.core_usage - jnp.einsum("vl,lk->vk", busy.astype(need.dtype), need)
+    tau = ctx.light_work / (ctx.light_shape * ctx.light_scale)
     # rank of each listed stage among the stages of its service, in list order
     j = rank_in_group(obs.light, obs.valid, Ml)
     row = jnp.where(obs.valid & (j < L), obs.light, Ml)
@@ -107,8 +106,8 @@ def prepare(obs, sizes, arrays, y_max, slot_ms, L: int, free=None) -> Problem:
         has_waiting=obs.waiting_total > 0,
         room=room,
         need=need,
-        c_dp=arrays.cost_deploy[svc],
-        c_run=arrays.cost_run[svc],
+        c_dp=ctx.light_cost_deploy,
+        c_run=ctx.light_cost_run,
         tau=tau,
         y=jnp.asarray(y_max, INT),
         sidx=sidx,
@@ -279,14 +278,10 @@ class GAController(AbstractController):
         return elite_count(int(self.population), float(self.elite_fraction))
 
     def init(self, ctx):
-        sizes, _ = ctx
-        return jnp.zeros((sizes.V, sizes.Ml, sizes.X))  # predicted finish of each instance's FIFO (ms)
+        return jnp.zeros((ctx.V, ctx.Ml, ctx.X))  # predicted finish of each instance's FIFO (ms)
 
     def problem(self, state, obs, ctx, params) -> Problem:
-        sizes, arrays = ctx
-        return prepare(
-            obs, sizes, arrays, params.y_max, params.slot_ms, int(self.max_stages_per_service), state
-        )
+        return prepare(obs, ctx, params.y_max, params.slot_ms, int(self.max_stages_per_service), state)
 
     def search(self, pb: Problem, params, key):
         return evolve(
@@ -295,8 +290,7 @@ class GAController(AbstractController):
         )
 
     def act(self, state, obs, ctx, params, key):
-        sizes, arrays = ctx
-        V, Ml, X = sizes.V, sizes.Ml, sizes.X
+        V, Ml, X = ctx.V, ctx.Ml, ctx.X
         Lw = obs.valid.shape[0]
         pb = self.problem(state, obs, ctx, params)
         best, _, _, _ = self.search(pb, params, key)

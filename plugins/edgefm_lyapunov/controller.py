@@ -82,15 +82,16 @@ class ServiceData(NamedTuple):
     ready: jax.Array | None = None  # [V,X] ms: R_i - now of each instance at the boundary (None: 0, §9)
 
 
-def delay_table(arrays, params, Q: int, c):
+def delay_table(ctx, params, Q: int, c):
     """[Ml, Q+1] g(y) for y = 0 … Q of every light service (g(0) = 0): g^EC where the traced
     ``c.effective_capacity`` is 1 (`proposed`), g^avg where it is 0 (`propavg`), so both
-    controllers share one compiled program. ``c`` is the `LyapunovController`."""
+    controllers share one compiled program. ``ctx`` is the `ControllerContext`, ``c`` the
+    `LyapunovController`."""
     dt = params.slot_ms
     window = jnp.where(c.window_ms > 0, c.window_ms, dt)
-    a = arrays.work[arrays.light_service][:, None]
-    k = arrays.light_shape[:, None]
-    beta = arrays.light_scale[:, None]
+    a = ctx.light_work[:, None]
+    k = ctx.light_shape[:, None]
+    beta = ctx.light_scale[:, None]
     y = jnp.arange(Q + 1, dtype=jnp.float64)[None, :]
     g_ec = delay_bound(y, a, k, beta, c.epsilon, dt, window)
     return jnp.where(c.effective_capacity > 0, g_ec, mean_delay(y, a, k, beta, dt))
@@ -206,11 +207,10 @@ class Options(NamedTuple):
     candidates: str = "all"  # all | least_occupied
 
 
-def service_evaluator(tabs: StageTables, g, obs, arrays, y_max, V_weight, ready=None, opts: Options = Options()):
+def service_evaluator(tabs: StageTables, g, obs, ctx, y_max, V_weight, ready=None, opts: Options = Options()):
     """``evaluate(m, in_x_m)`` = `evaluate_service` of light service m on the instance set in_x_m
     [V,X] at this boundary (the per-service slices of the boundary's tables)."""
-    cdep = arrays.cost_deploy[arrays.light_service]
-    crun = arrays.cost_run[arrays.light_service]
+    cdep, crun = ctx.light_cost_deploy, ctx.light_cost_run
     occ_m = obs.occupancy.transpose(1, 0, 2)  # [Ml,V,X]
 
     def evaluate(m, in_x_m):
@@ -266,12 +266,12 @@ def over_services(f, *xs):
     return jax.vmap(f)(*xs)
 
 
-def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=None,
+def greedy(tabs: StageTables, g, obs, ctx, y_max, V_weight, max_steps, ready=None,
            opts: Options = Options()) -> GreedyResult:
     Vn, Ml, X = obs.occupancy.shape
-    light_r = arrays.resource[arrays.light_service]
+    light_r = ctx.light_resource
     nodes = jnp.arange(Vn)
-    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready, opts)
+    evaluate = service_evaluator(tabs, g, obs, ctx, y_max, V_weight, ready, opts)
 
     def phi_of(m, in_x_m):
         return evaluate(m, in_x_m)[0]
@@ -290,7 +290,7 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=
     phi0, add0 = table[:, 0], table[:, 1:]
 
     def decide(in_x, phi, add):
-        feas = feasible_pairs(in_x, light_r, obs.core_usage, arrays.capacity, obs.waiting_total, obs.node_up)
+        feas = feasible_pairs(in_x, light_r, obs.core_usage, ctx.capacity, obs.waiting_total, obs.node_up)
         delta = add - phi[:, None]
         best = jnp.min(jnp.where(feas, delta, jnp.inf))
         tol = TIE_TOL * (1.0 + jnp.abs(jnp.sum(phi)))
@@ -315,12 +315,12 @@ def greedy(tabs: StageTables, g, obs, arrays, y_max, V_weight, max_steps, ready=
     return GreedyResult(in_x=in_x, steps=steps, phi=phi)
 
 
-def dispatch(tabs: StageTables, g, obs, arrays, in_x, y_max, V_weight, ready=None, opts: Options = Options()):
+def dispatch(tabs: StageTables, g, obs, ctx, in_x, y_max, V_weight, ready=None, opts: Options = Options()):
     """Φ_m on the final X for every m: (phi [Ml], assign [Lw], rank [Lw], parallelism [V,Ml],
     bound [Lw]: g at the final occupancy of each placed stage's instance, nan elsewhere)."""
     Vn, Ml, X = in_x.shape
     Lw = obs.valid.shape[0]
-    evaluate = service_evaluator(tabs, g, obs, arrays, y_max, V_weight, ready, opts)
+    evaluate = service_evaluator(tabs, g, obs, ctx, y_max, V_weight, ready, opts)
     phi, placed, rank, occ_final = over_services(evaluate, jnp.arange(Ml), in_x.transpose(1, 0, 2))
     # placed [Ml,L] = v*X + k within service m -> the engine's flat index (v*Ml + m)*X + k
     m_of = jnp.arange(Ml)[:, None]
@@ -363,20 +363,18 @@ class LyapunovController(AbstractController):
         return "proposed" if float(self.effective_capacity) > 0 else "propavg"
 
     def init(self, ctx):
-        sizes, _ = ctx
-        return jnp.zeros(sizes.B)  # H[B]; every task is reset to H_min at its arrival boundary
+        return jnp.zeros(ctx.B)  # H[B]; every task is reset to H_min at its arrival boundary
 
     def act(self, state, obs, ctx, params, key):
-        sizes, arrays = ctx
         L = int(self.max_stages_per_service)
         y_max = params.y_max
-        H = update_queues(state, obs, arrays.deadline, params, self.H_min)
-        tabs = stage_tables(obs, H, params, sizes.Ml, L, self.pi)
-        g = delay_table(arrays, params, sizes.Q, self)
+        H = update_queues(state, obs, ctx.deadline, params, self.H_min)
+        tabs = stage_tables(obs, H, params, ctx.Ml, L, self.pi)
+        g = delay_table(ctx, params, ctx.Q, self)
         opts = Options(instance_ready=self.instance_ready, candidates=self.candidates)
         ready = instance_ready(obs, opts.instance_ready)
-        res = greedy(tabs, g, obs, arrays, y_max, self.V, self.max_steps, ready, opts)
-        phi, assign, rank, y, bound = dispatch(tabs, g, obs, arrays, res.in_x, y_max, self.V, ready, opts)
+        res = greedy(tabs, g, obs, ctx, y_max, self.V, self.max_steps, ready, opts)
+        phi, assign, rank, y, bound = dispatch(tabs, g, obs, ctx, res.in_x, y_max, self.V, ready, opts)
         alive = obs.task_alive
         n_alive = alive.sum()
         info = {
