@@ -274,3 +274,17 @@ def test_gamma_moments_and_law(shape):
     within(x.var(ddof=1), shape, gamma_var_se(shape, 1.0, n), "variance")
     p = stats.kstest(x, "gamma", args=(shape,)).pvalue
     assert p > 1e-4, f"KS p-value {p}"
+
+
+def test_mmpp_at_the_largest_burst_factor_never_draws_negative_counts():
+    """burst_factor = 1/burst_fraction (accepted by the check) puts the whole rate in the burst state:
+    the normal state's factor is 0 exactly (compiled, 1 - p·hi may be fused into one multiply-add
+    that leaves about -6e-17, and a Poisson draw at a negative mean is -1), so no count is negative
+    and normal slots have none."""
+    wl = MMPPWorkload(load=1.0, burst_factor=5.0, burst_fraction=0.2, mean_burst_ms=10.0)
+    state = jnp.array([False, True, False, True])
+    rate = jnp.full((4, 3), 2.0)
+    sample = eqx.filter_jit(lambda w, k: w.sample(state, k, rate, 1.0)[0])  # compiled, as in the engine
+    counts = jnp.stack([sample(wl, jax.random.fold_in(jax.random.key(3), t)) for t in range(50)])  # [50,U,N]
+    assert int(counts.min()) >= 0
+    assert int(counts[:, ~np.asarray(state)].sum()) == 0 and int(counts[:, np.asarray(state)].sum()) > 0

@@ -58,7 +58,7 @@ class MMPPWorkload(AbstractWorkloadGenerator):
 
     def sample(self, state, key, rate, slot_ms):
         p, hi = self.burst_fraction, self.burst_factor
-        lo = (1.0 - p * hi) / (1.0 - p)
+        lo = jnp.maximum((1.0 - p * hi) / (1.0 - p), 0.0)  # 0 at hi = 1/p (a fused multiply-add may leave -6e-17)
         k_arr, k_switch = jax.random.split(key)
         factor = jnp.where(state, hi, lo)[:, None]
         counts = jax.random.poisson(k_arr, rate * self.load * slot_ms * factor).astype(jnp.int32)
