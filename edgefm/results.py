@@ -20,7 +20,7 @@ import xarray as xr
 from edgefm.errors import PluginError
 from edgefm.io import standard_attrs, to_dataset, variable_table
 from edgefm.scenario.model import RESOURCES
-from edgefm.sim.step import BREAKDOWN_COMPONENTS
+from edgefm.sim.state import BREAKDOWN_COMPONENTS
 
 # Engine outputs over light services only (last axis), expanded to every service.
 LIGHT_COLUMN_OUTPUTS = ("x_light", "parallelism", "light_bounded", "light_violations")

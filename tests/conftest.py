@@ -29,7 +29,7 @@ from edgefm.scenario import build_scenarios, load_spec
 from edgefm.sim import TRACE_COUNTER, exogenous_samples, failure_samples, simulate
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, slice_instance, stack_arrays
-from edgefm.sim.step import failing
+from edgefm.sim.failures import failing
 from edgefm_baselines import LBRRController, LeastLoadedPlacement
 from edgefm_channels import NakagamiChannel
 from edgefm_workloads import PoissonWorkload

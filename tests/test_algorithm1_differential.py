@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import CHANNEL, WORKLOAD, scenario_instances
-from edgefm_lyapunov import LyapunovConfig, PropAvgController, ProposedController
+from edgefm_lyapunov import PropAvgController, ProposedController
 
 from edgefm.reference import (
     Algorithm1Params,
@@ -35,7 +35,7 @@ from edgefm.reference import (
 )
 from edgefm.reference.algorithm1 import virtual_queue
 from edgefm.reference.simulator import BREAKDOWN_COMPONENTS as REF_COMPONENTS
-from edgefm.sim.step import BREAKDOWN_COMPONENTS
+from edgefm.sim.state import BREAKDOWN_COMPONENTS
 from edgefm.testing.recording import RecordingController, recorded
 
 PROPOSED = ProposedController()

@@ -16,7 +16,7 @@ from edgefm.interfaces import AbstractController, AbstractWorkloadGenerator
 from edgefm.scenario import Scenario
 from edgefm.sim import TRACE_COUNTER
 from edgefm.sim import rollout
-from edgefm.sim.step import BREAKDOWN_COMPONENTS
+from edgefm.sim.state import BREAKDOWN_COMPONENTS
 from edgefm.sim.types import Action, ranks_in_list_order
 from edgefm_baselines import LBRRController
 from edgefm_channels import OffChannel
@@ -29,10 +29,9 @@ class MostRoomController(AbstractController):
     name = "most_room_test"
 
     def act(self, state, obs, ctx, params, key):
-        sizes, arrays = ctx
-        V, Ml, X = sizes.V, sizes.Ml, sizes.X
-        need = arrays.resource[arrays.light_service].sum(0)  # [K] one instance of every light service
-        room = arrays.capacity - arrays.core_usage  # [V,K]
+        V, Ml, X = ctx.V, ctx.Ml, ctx.X
+        need = ctx.light_resource.sum(0)  # [K] one instance of every light service
+        room = ctx.capacity - obs.core_usage  # [V,K]
         sets = jnp.min(jnp.where(need > 0, room / jnp.where(need > 0, need, 1.0), jnp.inf), axis=1)
         v = jnp.argmax(sets)
         alive = jnp.zeros((V, Ml, X), bool).at[v].set(True)
@@ -432,7 +431,7 @@ def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
     one stage in some slots (0 to 12 per slot, more than 2 in 228 of the 6 000, counted once with
     `edgefm.testing.recording`), no stage is ready at slot 0, and a `merge` task's two roots become
     ready together. The results equal the default run's."""
-    from edgefm.sim import step
+    from edgefm.sim import layout
     from edgefm.sim.rollout import realisation_layout, simulate
 
     case = engine("small", rule="earliest_start")
@@ -443,7 +442,7 @@ def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
     boundary = np.ceil(case.out["task_finish"][0] / float(case.sim.slot_ms))  # [R,J]: when each task left
     assert all(np.unique(b[np.isfinite(b)], return_counts=True)[1].max() >= 2 for b in boundary)
     for name in ("COMPLETION_CHUNK", "DISPATCH_CHUNK", "APPLY_CHUNK", "EXECUTE_CHUNK", "ENQUEUE_CHUNK"):
-        monkeypatch.setattr(step, name, 1)
+        monkeypatch.setattr(layout, name, 1)
     # a program traced with the small chunks (a fresh jit of the same function: nothing cached)
     monkeypatch.setattr(rollout, "_whole_program", eqx.filter_jit(rollout._whole))
     out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller)

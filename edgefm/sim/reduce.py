@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from edgefm.sim.step import BOUND_TOL
+from edgefm.sim.light import BOUND_TOL
 
 
 def known_late_light_stages(st, arrays, params, sizes):

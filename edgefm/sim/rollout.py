@@ -17,7 +17,10 @@ from jax.sharding import PartitionSpec as P
 
 from edgefm.sim.keys import STREAM_ARRIVALS, STREAM_CONTROLLER, STREAM_FAILURES, draw_slot, init_key, uplink_rates
 from edgefm.sim.reduce import summarise
-from edgefm.sim.step import draw_failures, failing, init_state, make_step, observe_completions, upload_schedule
+from edgefm.sim.completions import observe_completions
+from edgefm.sim.failures import draw_failures, failing
+from edgefm.sim.state import init_state, upload_schedule
+from edgefm.sim.step import make_step
 from edgefm.sim.types import ControllerContext, ScenarioArrays, SimParams, SimSizes
 
 # counted at trace time: "step" per traced step function, "program" per traced whole program
