@@ -17,7 +17,8 @@ from edgefm.plugins import KINDS, Registry
 from edgefm.sweep import expected_jobs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-EXPERIMENTS = ("fig3_strategies", "fig4_load", "v_tradeoff", "sensitivity", "resilience")
+EXPERIMENTS = ("fig3_strategies", "fig4_load", "v_tradeoff", "sensitivity", "resilience", "crossval", "headline",
+               "ladder", "breaking_point", "breaking_point_epsilon", "breaking_point_v", "breaking_point_mmpp")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,9 @@ def star(jobs: list[list[str]]) -> list[list[str]]:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_value_of_every_experiment_composes_and_builds_its_components(registry, experiment):
     jobs = job_overrides(experiment)
-    sizes = {"fig3_strategies": 4, "fig4_load": 20, "v_tradeoff": 14, "sensitivity": 13, "resilience": 24}
+    sizes = {"fig3_strategies": 4, "fig4_load": 20, "v_tradeoff": 14, "sensitivity": 13, "resilience": 24,
+             "crossval": 4 * 3 * 3, "headline": 4 * 2 * 4, "ladder": 4 * 12 * 2, "breaking_point": 4 * 6,
+             "breaking_point_epsilon": 2 * 3 * 6, "breaking_point_v": 2 * 7, "breaking_point_mmpp": 4 * 6}
     assert len(jobs) == sizes[experiment]
     assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)
     for overrides in star(jobs):
@@ -125,6 +128,8 @@ def test_each_variant_changes_exactly_what_it_names(registry, variant):
 def test_every_variant_is_in_the_sensitivity_experiment():
     swept = {o.split("=")[1] for job in job_overrides("sensitivity") for o in job if o.startswith("variant=")}
     assert swept == set(VARIANTS)
+    others = {p.stem for p in (CONF / "variant").glob("*.yaml")} - set(VARIANTS)
+    assert others == set(LADDER) | set(BACKBONE_VARIANTS)  # the ladder's rungs and headline's backbones
 
 
 def test_the_joblib_launcher_config_composes_with_safe_jax_settings():
@@ -169,3 +174,86 @@ def test_each_backbone_is_the_placement_it_names(registry, backbone):
     cfg = compose_with([f"backbone={backbone}"])
     assert cfg.placement.name == name
     assert {k: cfg.placement[k] for k in options} == options
+
+
+# ------------------------------------------------------------------------------------------------
+# The closure ladder (experiment=ladder): each rung is the one before plus the closures it names.
+LADDER = {  # rung: (the rung it builds on, the closures fields it flips, to these in-force values)
+    "ladder_0_authors_code": (None, {}),
+    "ladder_1_uplink": ("ladder_0_authors_code", {"channel": "nakagami", "fading": "block"}),  # fading: off has none
+    "ladder_1b_roots_at_arrival": ("ladder_1_uplink", {"root_ready": "arrival"}),
+    "ladder_2_light_order": ("ladder_1_uplink", {"light_order": "input_arrival"}),
+    "ladder_3_core_dispatch": ("ladder_2_light_order", {"core_dispatch": "earliest_start"}),
+    "ladder_4_candidates": ("ladder_3_core_dispatch", {"candidates": "all"}),
+    "ladder_5_instance_ready": ("ladder_4_candidates", {"instance_ready": "none"}),
+    "ladder_6_reserve": ("ladder_5_instance_ready", {"light_reserve": {"server": 0.25, "device": 0.0}}),
+    "ladder_7_paper": ("ladder_6_reserve", {"arrival_ms": 200.0}),
+    "ladder_8_growth": ("ladder_7_paper", {"plan_load": 2.0, "target_utilisation": 0.8, "plan_fit": "largest"}),
+    "ladder_9_per_slot": ("ladder_8_growth", {"fading": "per_slot"}),
+    "ladder_10_window_1s": ("ladder_9_per_slot", {"arrival_ms": 1000.0}),
+}
+BACKBONE_VARIANTS = {
+    "backbone_1x": {"plan_load": 1.0, "target_utilisation": 1.0, "plan_fit": "exact"},
+    "backbone_2x": {"plan_load": 2.0, "target_utilisation": 0.8, "plan_fit": "largest"},
+}
+
+
+@functools.cache
+def rung_in_force(rung: str, strategy: str = "proposed") -> dict:
+    from edgefm.config.closures import closures_in_force
+
+    return closures_in_force(compose_with(["closures=authors_code", f"strategy={strategy}", f"variant={rung}"]))
+
+
+@pytest.mark.parametrize("rung", list(LADDER))
+def test_each_rung_of_the_ladder_flips_exactly_the_closures_it_names(rung):
+    before, flips = LADDER[rung]
+    got = rung_in_force(rung)
+    base = rung_in_force(before) if before else rung_in_force("ladder_0_authors_code")
+    changed = {k: v for k, v in got.items() if base.get(k) != v}
+    assert changed == {k: (float(v) if isinstance(v, int) else v) for k, v in flips.items()}
+
+
+def test_the_ladder_runs_from_authors_code_through_paper_to_realistic():
+    from edgefm.config.closures import closures_in_force
+
+    for strategy in ("proposed", "lbrr"):  # a least_loaded placement too: the rungs compose with every strategy
+        for rung, preset in (("ladder_0_authors_code", "authors_code"), ("ladder_7_paper", "paper"),
+                             ("ladder_10_window_1s", "realistic")):
+            want = closures_in_force(compose_with([f"closures={preset}", f"strategy={strategy}"]))
+            assert rung_in_force(rung, strategy) == want, (rung, strategy)
+    swept = {o.split("=")[1] for job in job_overrides("ladder") for o in job if o.startswith("variant=")}
+    assert swept == set(LADDER)
+    loads = {float(o.split("=")[1]) for job in job_overrides("ladder") for o in job if o.startswith("workload.load=")}
+    assert loads == {1.0, 1.5}
+
+
+@pytest.mark.parametrize("variant", list(BACKBONE_VARIANTS))
+def test_each_backbone_of_the_headline_is_the_sizing_it_names(variant):
+    cfg = compose_with(["experiment=headline", f"variant={variant}"])
+    got = {k: cfg.placement[k] for k in BACKBONE_VARIANTS[variant]}
+    assert got == BACKBONE_VARIANTS[variant] and cfg.closures.name == "paper"
+
+
+def test_the_new_experiments_run_the_issues_grids():
+    def values(experiment, key):
+        return {o.split("=", 1)[1] for job in job_overrides(experiment) for o in job if o.startswith(key + "=")}
+
+    cross = compose_with(["experiment=crossval"])
+    assert (cross.closures.name, cross.scenario.name, cross.channel.name) == ("authors_code", "icc2026", "off")
+    assert (cross.sim.arrival_ms, cross.sim.drain_ms) == (100.0, 100.0)
+    assert values("crossval", "seed") == {"1", "2", "3"}
+    assert {float(v) for v in values("crossval", "workload.load")} == {0.5, 1.0, 1.5}
+    head = compose_with(["experiment=headline"])
+    assert head.closures.name == "paper" and head.scenario.instances >= 30  # Fig. 3's full value
+    assert {float(v) for v in values("headline", "workload.load")} == {1.0, 1.25, 1.5, 2.0}
+    assert values("headline", "variant") == set(BACKBONE_VARIANTS)
+    for experiment in ("breaking_point", "breaking_point_epsilon", "breaking_point_mmpp"):
+        assert {float(v) for v in values(experiment, "workload.load")} == {0.5, 1.0, 1.5, 2.0, 2.5, 3.0}
+    for load in (0.5, 3.0):  # the backbone sized for each load
+        cfg = compose_with(["experiment=breaking_point", f"workload.load={load}"])
+        assert (cfg.closures.name, cfg.placement.plan_load) == ("realistic", load)
+    assert {float(v) for v in values("breaking_point_epsilon", "controller.epsilon")} == {0.05, 0.2, 0.4}
+    v = compose_with(["experiment=breaking_point_v"])
+    assert v.placement.plan_load == v.workload.load and not values("breaking_point_v", "workload.load")
+    assert compose_with(["experiment=breaking_point_mmpp"]).workload.name == "mmpp"
