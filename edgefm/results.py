@@ -23,7 +23,8 @@ from edgefm.scenario.model import RESOURCES
 from edgefm.sim.state import BREAKDOWN_COMPONENTS
 
 # Engine outputs over light services only (last axis), expanded to every service.
-LIGHT_COLUMN_OUTPUTS = ("x_light", "parallelism", "light_bounded", "light_violations")
+LIGHT_COLUMN_OUTPUTS = ("x_light", "parallelism", "light_bounded", "light_violations", "light_bounded_root",
+                        "light_violations_root")
 TASK_RECORDS = ("task_arrival", "task_finish", "task_type_index", "task_dropped")
 SWEEP_KINDS = ("controller", "placement", "channel", "workload")
 
@@ -50,9 +51,14 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         full[..., light] = values
         arrays[name] = full
     if "light_bounded" in arrays:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            arrays["violation_rate"] = np.where(
-                arrays["light_bounded"] > 0, arrays["light_violations"] / np.maximum(arrays["light_bounded"], 1), np.nan)
+        def rate(violations, bounded):  # nan where no stage has a bound
+            return np.where(bounded > 0, violations / np.maximum(bounded, 1), np.nan)
+
+        arrays["violation_rate"] = rate(arrays["light_violations"], arrays["light_bounded"])
+        if "light_bounded_root" in arrays:
+            arrays["violation_rate_root"] = rate(arrays["light_violations_root"], arrays["light_bounded_root"])
+            arrays["violation_rate_other"] = rate(arrays["light_violations"] - arrays["light_violations_root"],
+                                                  arrays["light_bounded"] - arrays["light_bounded_root"])
 
     def stack(get) -> np.ndarray:
         return np.stack([np.asarray(get(sc)) for sc in scenarios])
@@ -71,6 +77,7 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         arrival_rate=stack(lambda sc: sc.arrival_rate) * float(run.load),
         user_gateway=stack(lambda sc: sc.user_gateway),
     )
+    arrays.update(tier_diagnostics(arrays, scenarios, float(run.load)))
     E = int(np.asarray(sc0.link_ends).shape[0])
     link_up = getattr(run, "link_up", None)
     arrays["link_up"] = (np.ones((I, T, E), np.int8) if link_up is None else np.asarray(link_up)).astype(np.int8)
@@ -104,6 +111,69 @@ def engine_arrays(run, *, slot_ms: float, task_records: bool = False) -> tuple[d
         arrays["task_dropped"] = np.where(valid, np.asarray(out["task_dropped"])[..., :n], False).astype(np.int8)
         coords["task"] = np.arange(n)
     return arrays, coords
+
+
+# Which tier binds (docs/EXPERIMENTS.md): the late tasks' critical-path components, grouped by tier.
+TIER_COMPONENTS = {
+    "uplink": ("uplink",),
+    "network": ("network",),
+    "core_queue": ("core_dispatch_wait", "core_queue"),
+    "light": ("light_dispatch_wait", "light_queue"),
+    "service": ("core_service", "light_service"),
+}
+TIERS = ("none", "core", *TIER_COMPONENTS)
+
+
+def core_utilisation(sc, x_core, load: float) -> np.ndarray:
+    """[M] rho_m: the offered work of core service m at ``load`` over its placed instances,
+    Σ_{u,n uses m} λ_{u,n} · load · a_m / f_m / Σ_v x_core[v,m] -- the mean busy instances of the
+    demand the placements size (`edgefm.scenario.hostable.core_demand`) over those placed; nan for
+    light and unused services, inf for a used core service without an instance."""
+    from edgefm.scenario.hostable import service_use
+
+    uses = service_use(sc)
+    rate = np.asarray(sc.arrival_rate, float).sum(0) @ uses * float(load)  # [M] tasks/ms
+    core = np.asarray(sc.service_is_core, bool) & uses.any(0)
+    busy = rate * np.asarray(sc.work, float) / np.where(core, np.asarray(sc.core_rate, float), 1.0)
+    placed = np.asarray(x_core, float).sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(placed > 0, busy / np.where(placed > 0, placed, 1.0), np.inf)
+    return np.where(core, rho, np.nan)
+
+
+def binding_tier(rho_max: float, late_breakdown, late_tasks: int) -> str:
+    """``core`` if rho_max > 1; ``none`` without late tasks; else the tier of `TIER_COMPONENTS`
+    with the largest share of the late tasks' mean critical path (``late_breakdown``, in the order
+    of BREAKDOWN_COMPONENTS; ties go to the first tier listed)."""
+    if rho_max > 1.0:
+        return "core"
+    parts = np.asarray(late_breakdown, float)
+    if late_tasks <= 0 or not np.isfinite(parts).any():
+        return "none"
+    index = {c: i for i, c in enumerate(BREAKDOWN_COMPONENTS)}
+    shares = {tier: float(np.nansum([parts[index[c]] for c in comps])) for tier, comps in TIER_COMPONENTS.items()}
+    return max(shares, key=lambda t: shares[t])
+
+
+def tier_diagnostics(arrays: Mapping[str, np.ndarray], scenarios, load: float) -> dict[str, np.ndarray]:
+    """``light_instances_mean[I,R]``, ``core_utilisation[I,M]``, ``core_utilisation_max[I]`` and
+    ``binding_tier[I,R]`` from the run's arrays (x_light, x_core, latency_breakdown, tasks_late)."""
+    out: dict[str, np.ndarray] = {}
+    if "x_light" in arrays:
+        out["light_instances_mean"] = np.asarray(arrays["x_light"], float).sum((-2, -1)).mean(-1)
+    rho = np.stack([core_utilisation(sc, x, load) for sc, x in zip(scenarios, arrays["x_core"])])
+    out["core_utilisation"] = rho
+    with np.errstate(invalid="ignore"):
+        rho_max = np.array([np.nanmax(r) if np.isfinite(r).any() or np.isinf(r).any() else np.nan for r in rho])
+    out["core_utilisation_max"] = rho_max
+    if "latency_breakdown" in arrays and "tasks_late" in arrays:
+        breakdown = np.asarray(arrays["latency_breakdown"], float)  # [I,R,outcome,component]
+        late = np.asarray(arrays["tasks_late"])
+        I, R = late.shape  # noqa: E741
+        out["binding_tier"] = np.array(
+            [[binding_tier(rho_max[i], breakdown[i, r, 1], int(late[i, r])) for r in range(R)] for i in range(I)],
+            dtype=object).astype(str)
+    return out
 
 
 def link_names(sc) -> list[str]:
@@ -286,11 +356,16 @@ def print_summary(summary: Mapping[str, Any], file=None) -> None:
 
 
 __all__ = [
+    "TIERS",
+    "TIER_COMPONENTS",
+    "binding_tier",
     "build_dataset",
+    "core_utilisation",
     "engine_arrays",
     "merge_plugin_datasets",
     "placement_attrs",
     "print_summary",
     "strategy_name",
     "summarise_run",
+    "tier_diagnostics",
 ]

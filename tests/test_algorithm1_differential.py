@@ -294,14 +294,18 @@ def test_engine_and_reference_agree_on_the_diagnostics(small_runs):
     sc = case.scenarios[0]
     light = sc.light_services
     assert tuple(BREAKDOWN_COMPONENTS) == tuple(REF_COMPONENTS)
-    bounded = 0
+    bounded = roots = others = 0
     for r, ref in enumerate(refs):
         np.testing.assert_array_equal(case.out["light_bounded"][0, r], ref.light_bounded[light], err_msg=f"r={r}")
         np.testing.assert_array_equal(case.out["light_violations"][0, r], ref.light_violations[light], err_msg=f"r={r}")
+        for name in ("light_bounded_root", "light_violations_root"):  # the roots apart (issue: diagnostics)
+            np.testing.assert_array_equal(case.out[name][0, r], getattr(ref, name)[light], err_msg=f"{name} r={r}")
+        roots += int(ref.light_bounded_root.sum())
+        others += int((ref.light_bounded - ref.light_bounded_root).sum())
         np.testing.assert_allclose(case.out["latency_breakdown"][0, r], breakdown_means(ref, sc.deadline),
                                    atol=FINISH_TOL_MS, rtol=0, err_msg=f"r={r}")
         bounded += int(ref.light_bounded.sum())
-    assert bounded > 100
+    assert bounded > 100 and roots > 0 and others > 0
 
 
 def test_engine_and_reference_agree_task_by_task_on_the_paper_scenario(engine_tools):

@@ -192,6 +192,8 @@ def test_bounds_by_hand_tolerance():
     assert res.light_violations.tolist() == [0, 0, 0]
     res = run_chain({0: 1, 1: 1}, SHARED_RATES, controller=with_bound(0.75 - 2e-9))
     assert res.light_bounded.tolist() == [2, 0, 2] and res.light_violations.tolist() == [1, 0, 2]
+    # the roots (service 0) apart: both counted, task 0's (0.75 ms) broke its bound, task 1's did not
+    assert res.light_bounded_root.tolist() == [2, 0, 0] and res.light_violations_root.tolist() == [1, 0, 0]
     res = run_chain({0: 1, 1: 1}, SHARED_RATES, controller=with_bound(0.375 - 2e-9))
     assert res.light_violations.tolist() == [2, 0, 2]
     # nan and None state no bound: nothing is counted
@@ -209,6 +211,8 @@ def test_bounds_known_late_at_the_horizon():
     assert res.light_bounded.tolist() == [2, 0, 1] and res.light_violations.tolist() == [2, 0, 1]
     res = run_chain({0: 1, 1: 1}, rates, T=7, controller=with_bound(0.5 - 2e-9))
     assert res.light_bounded.tolist() == [2, 0, 1] and res.light_violations.tolist() == [1, 0, 1]
+    # the known-late sink is not a root: the roots' counts are the finished roots' alone
+    assert res.light_bounded_root.tolist() == [2, 0, 0] and res.light_violations_root.tolist() == [1, 0, 0]
     res = run_chain({0: 1, 1: 1}, rates, T=7, controller=with_bound(0.5 - 5e-10))  # within 1e-9: not yet
     assert res.light_bounded.tolist() == [2, 0, 0] and res.light_violations.tolist() == [1, 0, 0]
     res = run_chain({0: 1, 1: 1}, rates, T=7, controller=with_bound(0.5))

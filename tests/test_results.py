@@ -146,3 +146,26 @@ def test_summary_has_a_t_interval_over_realisations_and_instances():
     assert summary["cost_total_mean"] == pytest.approx(run.outputs["cost_total"].mean())
     assert summary["tasks_dropped"] == int(run.outputs["tasks_dropped"].sum())
     assert all(isinstance(v, int | float | str) for v in summary.values())
+
+
+def test_violation_rates_of_roots_and_other_light_stages():
+    """violation_rate_root = the roots' violations / the roots' counted stages, violation_rate_other
+    the same for the rest (the totals less the roots'); nan where nothing is counted and on core."""
+    run = fake_run()
+    sc = run.scenarios[0]
+    light, Ml = sc.light_services, len(sc.light_services)
+    bounded = np.zeros((I, R, Ml), int)
+    bounded[..., 0], bounded[..., 1] = 10, 4  # service 1: only roots counted
+    root = np.zeros_like(bounded)
+    root[..., 0], root[..., 1] = 6, 4
+    violations, violations_root = np.zeros_like(bounded), np.zeros_like(bounded)
+    violations[..., 0], violations_root[..., 0] = 4, 3  # service 0: 4/10; roots 3/6, others 1/4
+    violations[..., 1] = violations_root[..., 1] = 1  # service 1: roots 1/4, no other stage
+    run.outputs.update(light_bounded=bounded, light_violations=violations, light_bounded_root=root,
+                       light_violations_root=violations_root)
+    ds = dataset(run).squeeze(["strategy", "controller", "placement", "channel", "workload", "load", "seed"], drop=True)
+    np.testing.assert_allclose(ds.violation_rate.values[..., light[:2]], np.broadcast_to([0.4, 0.25], (I, R, 2)))
+    np.testing.assert_allclose(ds.violation_rate_root.values[..., light[:2]], np.broadcast_to([0.5, 0.25], (I, R, 2)))
+    np.testing.assert_allclose(ds.violation_rate_other.values[..., light[0]], 0.25)
+    assert np.isnan(ds.violation_rate_other.values[..., light[1]]).all()
+    assert np.isnan(ds.violation_rate_root.values[..., sc.core_services]).all()

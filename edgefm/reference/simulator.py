@@ -61,6 +61,8 @@ class ReferenceResult:
     stage_bound: np.ndarray  # [J,S] float ms: delay bound the controller stated, nan if none
     light_bounded: np.ndarray  # [M] int: counted stages with a stated bound, per service (0 for core)
     light_violations: np.ndarray  # [M] int: counted stages that broke their bound, per service
+    light_bounded_root: np.ndarray  # [M] int: the light_bounded stages that are roots of their task
+    light_violations_root: np.ndarray  # [M] int: the light_violations stages that are roots
     task_breakdown: np.ndarray  # [J,8] float ms: latency split by BREAKDOWN_COMPONENTS, nan if not finished
     # SEMANTICS.md §12 failures
     jobs_lost: np.ndarray  # [T] int: stages lost at each boundary (on nodes down in that slot)
@@ -615,6 +617,8 @@ def simulate_reference(
     stage_bound = np.full((J, S), np.nan)
     light_bounded = np.zeros(M, dtype=int)
     light_violations = np.zeros(M, dtype=int)
+    light_bounded_root = np.zeros(M, dtype=int)
+    light_violations_root = np.zeros(M, dtype=int)
     task_breakdown = np.full((J, len(BREAKDOWN_COMPONENTS)), np.nan)
     ontime = late = unfinished = dropped = 0
     for task in tasks:
@@ -635,6 +639,9 @@ def simulate_reference(
                     counted, violated = _bound_outcome(stage, horizon, dt)
                     light_bounded[stage.service] += int(counted)
                     light_violations[stage.service] += int(violated)
+                    if not stage.parents:
+                        light_bounded_root[stage.service] += int(counted)
+                        light_violations_root[stage.service] += int(violated)
         sink = task.stages[int(sc.sink_stage[task.type])]
         if sink.finish is not None and sink.finish <= horizon:
             task_finish[task.id] = sink.finish
@@ -677,6 +684,8 @@ def simulate_reference(
         stage_bound=stage_bound,
         light_bounded=light_bounded,
         light_violations=light_violations,
+        light_bounded_root=light_bounded_root,
+        light_violations_root=light_violations_root,
         task_breakdown=task_breakdown,
         jobs_lost=jobs_lost,
         invalid_actions=invalid_actions,

@@ -249,6 +249,7 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
         bound = st.bound.reshape(-1)[rc]
         counted = d & jnp.isfinite(bound)
         late = counted & (fin[selc] - t0 > bound + BOUND_TOL)
+        root = arrays.num_parents[st.ttype[rc // sizes.S], rc % sizes.S] == 0
         if sel.shape[0] == n:  # every position, in order (v, ml, x, q): a reshape-sum per service
             def per_service(flags):
                 return flags.reshape(sizes.V, Ml, sizes.X * Q).sum((0, 2), dtype=INT)
@@ -260,7 +261,9 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
         st = eqx.tree_at(
             lambda q: (q.start, q.bounded, q.bound_violations),
             st,
-            (first_start, st.bounded + per_service(counted), st.bound_violations + per_service(late)),
+            (first_start,
+             st.bounded + jnp.stack([per_service(counted & root), per_service(counted & ~root)]),
+             st.bound_violations + jnp.stack([per_service(late & root), per_service(late & ~root)])),
         )
         return record_finish(st, arrays, sizes, ref, fin[selc], d)
 

@@ -9,8 +9,9 @@ from edgefm.sim.light import BOUND_TOL
 
 
 def known_late_light_stages(st, arrays, params, sizes):
-    """[Ml] int: light stages not finished at the end of the horizon that are already past the
-    bound the controller stated (SEMANTICS §11): each is counted, and a violation."""
+    """[2,Ml] int: light stages not finished at the end of the horizon that are already past the
+    bound the controller stated (SEMANTICS §11): each is counted, and a violation (row 0: root
+    stages, row 1: the others)."""
     end = sizes.T * params.slot_ms
     svc = jnp.clip(arrays.stage_service[st.ttype], 0)  # [B,S]
     light = (arrays.stage_service[st.ttype] >= 0) & ~arrays.service_is_core[svc]
@@ -18,7 +19,9 @@ def known_late_light_stages(st, arrays, params, sizes):
     late = (st.alive[:, None] & light & (st.node >= 0) & jnp.isinf(st.finish)
             & jnp.isfinite(st.bound) & (end - t0 > st.bound + BOUND_TOL))
     ml = jnp.clip(arrays.light_index[svc], 0)
-    count = jnp.zeros(sizes.Ml, st.bounded.dtype).at[ml.reshape(-1)].add(late.reshape(-1).astype(st.bounded.dtype))
+    row = jnp.where(arrays.num_parents[st.ttype] == 0, 0, 1)  # [B,S]
+    count = jnp.zeros((2, sizes.Ml), st.bounded.dtype).at[row.reshape(-1), ml.reshape(-1)].add(
+        late.reshape(-1).astype(st.bounded.dtype))
     return count
 
 
@@ -77,8 +80,10 @@ def summarise(st, series, arrays, params, sizes):
         "latency_quantile": jax.vmap(quantiles)(jnp.arange(N)),
         "latency_quantile_all": jnp.nanquantile(jnp.where(finished, latency, jnp.nan), qs),
         "latency_breakdown": breakdown,
-        "light_bounded": st.bounded + known_late,
-        "light_violations": st.bound_violations + known_late,
+        "light_bounded": (st.bounded + known_late).sum(0),
+        "light_violations": (st.bound_violations + known_late).sum(0),
+        "light_bounded_root": (st.bounded + known_late)[0],
+        "light_violations_root": (st.bound_violations + known_late)[0],
         "cost_light_slot": series["cost_light_slot"],
         "tasks_in_flight": series["tasks_in_flight"],
         "x_light": series["x_light"],

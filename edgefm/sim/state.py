@@ -74,8 +74,8 @@ class SimState(eqx.Module):
     invalid: jax.Array  # [] int: controller decisions refused by the engine
     violations: jax.Array  # [] int: slots with Eq. 8 violated on some node
     buffer_peak: jax.Array  # [] int
-    bounded: jax.Array  # [Ml] int: light stages with a bound, finished (SEMANTICS §11)
-    bound_violations: jax.Array  # [Ml] int: ... whose delay exceeded the bound
+    bounded: jax.Array  # [2,Ml] int: light stages with a bound, finished (SEMANTICS §11); row 0 roots, row 1 the others
+    bound_violations: jax.Array  # [2,Ml] int: ... whose delay exceeded the bound
     breakdown: jax.Array  # [2,C] ms: sums of the critical-path components of finished tasks (ontime, late)
     workload_state: Any
     controller_state: Any
@@ -139,8 +139,8 @@ def init_state(sizes: SimSizes, workload_state, controller_state, failure_state=
         invalid=jnp.zeros((), INT),
         violations=jnp.zeros((), INT),
         buffer_peak=jnp.zeros((), INT),
-        bounded=jnp.zeros(sizes.Ml, INT),
-        bound_violations=jnp.zeros(sizes.Ml, INT),
+        bounded=jnp.zeros((2, sizes.Ml), INT),
+        bound_violations=jnp.zeros((2, sizes.Ml), INT),
         breakdown=jnp.zeros((2, len(BREAKDOWN_COMPONENTS))),
         workload_state=workload_state,
         controller_state=controller_state,
