@@ -33,7 +33,8 @@ def fake_run(load: float = 1.5) -> EngineRun:
     out = {}
     shapes = {"instance": I, "realisation": R, "slot": T, "task_type": N, "quantile": len(quantiles)}
     for row in variable_table("data"):
-        if row.dims[:2] == ("instance", "realisation") and all(d in shapes for d in row.dims):
+        if row.dims[:2] == ("instance", "realisation") and all(d in shapes for d in row.dims) \
+                and np.dtype(row.dtype).kind in "iuf":  # numbers (binding_tier is derived, a string)
             shape = tuple(shapes[d] for d in row.dims)
             out[row.name] = rng.integers(0, 9, shape) if np.dtype(row.dtype).kind in "iu" else rng.random(shape)
     out["x_light"] = rng.integers(1, 4, (I, R, T, V, Ml)).astype(np.int32)

@@ -199,6 +199,16 @@ def _rows() -> list[Variable]:
         V("task_type_index", (I, R, "task"), "1",
           "index of the task's type along task_type (-1: padding)", "int64"),
         V("task_dropped", (I, R, "task"), "1", "1 if the task was dropped, else 0", "int8"),
+        # ---- host-side diagnostics of the tiers (docs/EXPERIMENTS.md, "Which tier binds") --------
+        V("light_instances_mean", (I, R), "instances",
+          "light instances running, summed over nodes and light services, averaged over the slots", "float64"),
+        V("core_utilisation", (I, "service"), "1",
+          "offered core work at the run's load over the placed instances: rho_m = sum over the (user, "
+          "type) using m of lambda a_m / f_m / sum_v x_core[v, m] (nan: light or unused service)", "float64"),
+        V("core_utilisation_max", (I,), "1", "largest core_utilisation over the core services", "float64"),
+        V("binding_tier", (I, R), "",
+          "the tier that binds: core (max rho > 1), else the largest group of the late tasks' "
+          "breakdown: uplink, network, core_queue, light, service; none without late tasks", _STR),
     ]
 
 
