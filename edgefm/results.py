@@ -246,9 +246,19 @@ def build_dataset(
     return to_dataset(arrays, coords, attrs, sweep)
 
 
+# the (placement, controller) pairs of the paper's four strategies (MODEL.md §8, conf/strategy/)
+PAPER_STRATEGIES = {
+    ("milp", "proposed"): "proposed", ("milp", "propavg"): "propavg",
+    ("least_loaded", "lbrr"): "lbrr", ("least_loaded", "ga"): "ga",
+}
+
+
 def strategy_name(names: Mapping[str, str]) -> str:
-    """The default strategy label of a (placement, controller) pair: ``"<placement>+<controller>"``."""
-    return f"{names['placement']}+{names['controller']}"
+    """The strategy label of a run that names none: the paper's name for one of its four pairs (so
+    ``edgefm`` and ``edgefm strategy=proposed`` carry the same label), else
+    ``"<placement>+<controller>"``."""
+    pair = (names["placement"], names["controller"])
+    return PAPER_STRATEGIES.get(pair, f"{pair[0]}+{pair[1]}")
 
 
 def merge_plugin_datasets(ds: xr.Dataset, additions: Iterable[xr.Dataset | None], hook: str = "edgefm_dataset_finalize") -> xr.Dataset:
