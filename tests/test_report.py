@@ -346,3 +346,88 @@ def test_the_report_names_the_closures_preset():
     sweep = xr.Dataset(coords={"closures": ["paper", "authors_code"]})
     assert closures_line(sweep) == "Closures: per cell, the `closures` dimension (paper, authors_code)."
     assert "not recorded" in closures_line(xr.Dataset())
+
+
+# ----------------------------------------------------------------------------------------------
+# Which tier binds; presets side by side
+
+
+def with_tiers(ds: xr.Dataset, labels: np.ndarray) -> xr.Dataset:
+    """`ds` with binding_tier = `labels` (shape of ontime_rate) and the two numeric diagnostics."""
+    ds = ds.copy()
+    base = ds["ontime_rate"].dims
+    ds["binding_tier"] = (base, labels.astype(str))
+    ds["light_instances_mean"] = (base, np.full(ds["ontime_rate"].shape, 3.0))
+    ds["core_utilisation_max"] = ds["ontime_rate"].isel(realisation=0, drop=True) * 0 + 1.5
+    return ds
+
+
+def test_tier_table_counts_the_binding_tier_of_each_cell():
+    from edgefm.analysis.tables import tier_table
+
+    ds = make_dataset({"strategy": ["proposed", "lbrr"]}, instances=2, realisations=3)
+    labels = np.array([[["core", "core", "light"], ["core", "uplink", "core"]],
+                       [["light", "light", "uplink"], ["none", "light", "uplink"]]], dtype=object)
+    table = tier_table(with_tiers(ds, labels))
+    proposed, lbrr = row(table, strategy="proposed"), row(table, strategy="lbrr")
+    assert proposed["binding tier"] == "core" and proposed["tiers (values)"] == "core 4, light 1, uplink 1"
+    assert lbrr["binding tier"] == "light" and lbrr["tiers (values)"] == "light 3, uplink 2, none 1"
+    assert proposed["light instances"] == 3.0 and proposed["max core rho"] == 1.5
+    assert tier_table(ds) is None  # a dataset made before the diagnostics
+
+
+def test_presets_side_by_side_and_figures_per_preset(tmp_path):
+    from edgefm.analysis.tables import presets_table
+
+    ds = make_dataset({"closures": ["paper", "authors_code"], "strategy": ["proposed", "lbrr"], "load": [1.0, 2.0]},
+                      instances=1, realisations=2)
+    labels = np.full(ds["ontime_rate"].shape, "light", dtype=object)
+    labels[:, :, 1] = "core"  # 2x: the core tier binds
+    ds = with_tiers(ds, labels)
+    table = presets_table(ds)
+    assert list(table.columns[:2]) == ["strategy", "load"] and list(table.columns[2:]) == ["paper", "authors_code"]
+    cell = ds["ontime_rate"].sel(closures="authors_code", strategy="lbrr", load=2.0).values.ravel()
+    half = describe(cell[None])["ci_high"].item() - cell.mean()
+    text = row(table, strategy="lbrr", load=2.0)["authors_code"]
+    assert text == f"{cell.mean():.4g} ± {half:.2g} [core]"
+    assert row(table, strategy="proposed", load=1.0)["paper"].endswith("[light]")
+    assert presets_table(ds.sel(closures=["paper"])) is None
+    ds.to_netcdf(tmp_path / "sweep.nc", engine="netcdf4")
+    written = write_report(tmp_path / "sweep.nc", tmp_path / "out")
+    for preset in ("paper", "authors_code"):
+        assert written[f"violins_{preset}"].name == f"fig3_violins_{preset}.png" and written[f"violins_{preset}"].is_file()
+        assert written[f"load_{preset}"].name == f"fig4_load_{preset}.png" and written[f"load_{preset}"].is_file()
+    text = written["summary"].read_text()
+    assert "## Presets side by side" in text and "| strategy | load | paper | authors_code |" in text
+    assert "## Which tier binds" in text
+
+
+def test_the_load_plot_marks_the_binding_tier():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from edgefm.analysis import plots
+
+    ds = make_dataset({"strategy": ["proposed"], "load": [1.0, 2.0]}, instances=1, realisations=2)
+    labels = np.array([[[["light", "light"]], [["core", "uplink"]]]], dtype=object)
+    ds = with_tiers(ds, labels)
+    marks = []
+    original = plots._mark_tiers
+
+    def spy(ax, sub):
+        original(ax, sub)
+        marks.extend((t.get_text(), t.xy) for t in ax.texts)
+        marks.append(("title", ax.get_title()))
+
+    plots._mark_tiers = spy
+    try:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            assert plots.load_curves(ds, Path(tmp) / "fig4.png").is_file()
+    finally:
+        plots._mark_tiers = original
+    letters = {xy[0]: text for text, xy in marks if text != "title"}
+    assert letters == {1.0: "L", 2.0: "C"}  # 2x: core and uplink tie, the first by name wins
+    assert ("title", "binding tier: C = core, L = light") in marks

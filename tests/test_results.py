@@ -249,3 +249,73 @@ def test_the_dataset_holds_the_tier_diagnostics():
     for i in range(I):
         for r in range(R):
             assert ds.binding_tier.values[i, r] == ("core" if rho_max[i] > 1 else "uplink")
+
+
+# ------------------------------------------------------------------------------------------------
+# Tier diagnostics (docs/EXPERIMENTS.md, "Which tier binds")
+
+
+def test_core_utilisation_is_the_placements_demand_over_the_placed_instances():
+    from edgefm.results import core_utilisation
+    from edgefm.scenario.hostable import core_demand, service_use
+
+    run = fake_run(load=1.5)
+    sc = run.scenarios[0]
+    x = np.zeros((sc.num_nodes, sc.num_services), np.int64)
+    used = service_use(sc).any(0) & sc.service_is_core
+    m = int(np.flatnonzero(used)[0])
+    x[0, m], x[1, m] = 2, 1  # three instances of m
+    rho = core_utilisation(sc, x, 1.5)
+    # by hand: sum over (user, type) using m of lambda * 1.5 * a_m / f_m, over 3 instances
+    users_types = [(u, n) for u in range(sc.num_users) for n in range(sc.num_types) if m in sc.stage_service[n]]
+    busy = sum(sc.arrival_rate[u, n] for u, n in users_types) * 1.5 * sc.work[m] / sc.core_rate[m]
+    np.testing.assert_allclose(rho[m], busy / 3)
+    # the same busy work as the demand the placements size: req_m = ceil(busy at 1x) at plan 1, rho* 1
+    assert core_demand(sc)[m] == max(1, math.ceil(busy / 1.5 - 1e-12))
+    assert np.isnan(rho[sc.light_services]).all()
+    others = [j for j in np.flatnonzero(used) if j != m]
+    assert all(np.isinf(rho[j]) for j in others)  # a used core service with no instance
+
+
+def test_binding_tier_is_core_above_rho_1_else_the_largest_tier_of_the_late_path():
+    from edgefm.results import TIER_COMPONENTS, binding_tier
+    from edgefm.sim.state import BREAKDOWN_COMPONENTS
+
+    def parts(**ms):
+        return [ms.get(c, 0.0) for c in BREAKDOWN_COMPONENTS]
+
+    assert binding_tier(1.2, parts(uplink=50.0), 10) == "core"
+    assert binding_tier(0.9, parts(uplink=30.0, light_queue=20.0, light_dispatch_wait=15.0), 10) == "light"
+    assert binding_tier(0.9, parts(uplink=30.0, light_queue=20.0), 10) == "uplink"
+    assert binding_tier(0.9, parts(core_queue=5.0, core_dispatch_wait=5.0, network=9.0), 3) == "core_queue"
+    assert binding_tier(0.9, parts(core_service=8.0, light_service=8.0, network=9.0), 3) == "service"
+    assert binding_tier(0.9, [np.nan] * len(BREAKDOWN_COMPONENTS), 0) == "none"
+    assert binding_tier(0.5, parts(uplink=1.0), 0) == "none"
+    assert sorted(c for comps in TIER_COMPONENTS.values() for c in comps) == sorted(BREAKDOWN_COMPONENTS)
+
+
+def test_the_dataset_holds_the_tier_diagnostics():
+    from edgefm.sim.state import BREAKDOWN_COMPONENTS
+
+    run = fake_run(load=1.5)
+    late = np.zeros((I, R, 2, len(BREAKDOWN_COMPONENTS)))
+    late[..., 1, BREAKDOWN_COMPONENTS.index("uplink")] = 9.0  # the late tasks' path: mostly uplink
+    late[..., 1, BREAKDOWN_COMPONENTS.index("light_queue")] = 4.0
+    run.outputs["latency_breakdown"] = late
+    run.outputs["tasks_late"] = np.ones((I, R), np.int64)
+    ds = dataset(run).squeeze(["strategy", "controller", "placement", "channel", "workload", "load", "seed"], drop=True)
+    light = run.scenarios[0].light_services
+    want = run.outputs["x_light"].sum((-2, -1)).mean(-1)
+    np.testing.assert_allclose(ds.light_instances_mean.values, want)
+    assert ds.core_utilisation.dims == ("instance", "service") and ds.core_utilisation.attrs["units"] == "1"
+    assert np.isnan(ds.core_utilisation.values[:, light]).all()
+    np.testing.assert_allclose(ds.core_utilisation_max.values, np.nanmax(ds.core_utilisation.values, axis=1))
+    assert ds.binding_tier.dims == ("instance", "realisation")
+    from edgefm.results import TIERS
+
+    assert set(np.unique(ds.binding_tier.values)) <= set(TIERS)
+    # every core service of the small scenario has one instance per node here (fake_run's x_core)
+    rho_max = ds.core_utilisation_max.values
+    for i in range(I):
+        for r in range(R):
+            assert ds.binding_tier.values[i, r] == ("core" if rho_max[i] > 1 else "uplink")

@@ -7,7 +7,8 @@ or returns None when the data do not allow the figure:
   dim (below); the points are per-instance means over realisations (the realisations
   themselves when there is a single instance). Other group dims with several values give one panel
   row per combination (up to `MAX_ROWS`, else they are held at their first value).
-- `load_curves` (Fig. 4): mean on-time rate and total cost with 95 % intervals vs ``load``.
+- `load_curves` (Fig. 4): mean on-time rate and total cost with 95 % intervals vs ``load``; with
+  ``binding_tier`` in the data, each on-time point carries the letter of its binding tier.
 - `v_tradeoff`: light cost and the time-averaged ``vq_sum`` vs ``V`` (log x).
 - `dim_curve`: mean on-time rate vs any other numeric group dim (`curve_dims`).
 - `violation_plot`: the pooled delay-bound violation rate vs ε (or, with a single ε, per cell
@@ -33,10 +34,19 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from edgefm.analysis.open import atomic_path, group_dims
-from edgefm.analysis.tables import ALL_SERVICES, EPSILON, by_cell, describe, format_value, violation_table
+from edgefm.analysis.tables import (
+    ALL_SERVICES,
+    EPSILON,
+    by_cell,
+    describe,
+    format_value,
+    majority_tiers,
+    violation_table,
+)
 
 __all__ = [
     "MAX_ROWS",
+    "TIER_MARKS",
     "category_dim",
     "curve_dims",
     "dim_curve",
@@ -262,7 +272,30 @@ def load_curves(ds: xr.Dataset, path: str | os.PathLike) -> Path | None:
         _curve(axes[0, col], ds, "load", lambda sub, name=name: _stats(sub[name], sub), ylabel)
         for col, (name, ylabel) in enumerate(panels)
     ]
+    if any(drawn) and "binding_tier" in ds:
+        _mark_tiers(axes[0, 0], ds)
     return _save(fig, path) if any(drawn) else None
+
+
+# the letter that marks each binding tier (edgefm.results.TIERS) at a point of the load curves
+TIER_MARKS = {"core": "C", "core_queue": "Q", "light": "L", "uplink": "U", "network": "N", "service": "S", "none": "-"}
+
+
+def _mark_tiers(ax, ds: xr.Dataset) -> None:
+    """Write the letter of the binding tier of most values (`TIER_MARKS`) above each point of the
+    on-time curves, and the key of the letters used under the axis."""
+    used = set()
+    for _, sub in _series(ds, "load"):
+        means = _stats(sub["ontime_rate"], sub)["mean"].to_numpy()
+        tiers = majority_tiers(sub)
+        for x, mean, (tier, _) in zip(np.asarray(sub["load"].values, float), means, tiers, strict=True):
+            if tier and np.isfinite(mean):
+                mark = TIER_MARKS.get(tier, "?")
+                used.add(tier)
+                ax.annotate(mark, (x, mean), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
+    if used:
+        key = ", ".join(f"{TIER_MARKS.get(t, '?')} = {t}" for t in TIER_MARKS if t in used)
+        ax.set_title(f"binding tier: {key}", fontsize=7)
 
 
 @_styled

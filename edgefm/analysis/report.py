@@ -25,6 +25,8 @@ from edgefm.analysis.tables import (
     fixed_labels,
     format_value,
     headline_table,
+    presets_table,
+    tier_table,
     to_markdown,
     type_table,
     violation_table,
@@ -47,6 +49,11 @@ def figures(ds: xr.Dataset, out_dir: str | os.PathLike) -> dict[str, Path]:
         "violation": plots.violation_plot(ds, out / "violations.png"),
         "resilience": plots.resilience(ds, out / "resilience.png"),
     }
+    if "closures" in group_dims(ds) and ds.sizes["closures"] > 1:  # Fig. 3 and Fig. 4 per preset
+        for preset in ds["closures"].values:
+            sub = ds.sel(closures=[preset])
+            written[f"violins_{preset}"] = plots.violins(sub, out / f"fig3_violins_{preset}.png")
+            written[f"load_{preset}"] = plots.load_curves(sub, out / f"fig4_load_{preset}.png")
     return {name: path for name, path in written.items() if path is not None}
 
 
@@ -116,6 +123,16 @@ def summary_markdown(
             f"Cells without any on-time value (failed jobs?): {len(empty)}.", "",
             to_markdown(drop_fixed(empty.drop(columns=["metric", *STAT_COLUMNS]), ds)), "",
         ]
+    presets = presets_table(ds)
+    if presets is not None:
+        lines += [
+            "## Presets side by side", "",
+            "On-time rate per closures preset (docs/SEMANTICS.md §13): mean ± half-width of the 95 % "
+            "Student-t interval over the cell's instance × realisation values; in brackets the binding "
+            "tier of most of them (docs/EXPERIMENTS.md). Fig. 3 and Fig. 4 per preset: "
+            "`fig3_violins_<preset>.png`, `fig4_load_<preset>.png`.", "",
+            to_markdown(drop_fixed(presets, ds)), "",
+        ]
     lines += [
         "## Headline", "",
         "Mean ± half-width of the 95 % Student-t confidence interval of the mean; n counts the on-time "
@@ -142,6 +159,15 @@ def summary_markdown(
         "Mean ms per finished task spent in each component of its critical path, for on-time and late "
         "tasks, weighted by the tasks of that outcome; `tasks` is their number, `total` the sum.",
         "No latency_breakdown in the data.",
+    )
+    lines += _section(
+        "Which tier binds", tier_table(ds), ds,
+        "Per cell: the mean light instances running (`light_instances_mean`), the largest core "
+        "utilisation ρ (`core_utilisation_max`: offered core work at the run's load over the placed "
+        "instances), and the binding tier of most (instance, realisation) values with the count of each: "
+        "`core` if max ρ > 1, else the largest group of the late tasks' critical path (`uplink`, "
+        "`network`, `core_queue`, `light`, `service`), `none` without late tasks (docs/EXPERIMENTS.md).",
+        "No binding_tier in the data (a dataset made before the tier diagnostics).",
     )
     lines += ["## Figures", ""]
     if not written:

@@ -13,6 +13,10 @@ sweep, a run without finished tasks) are left out and not counted in ``n``.
   (Σ violations / Σ bounded), next to the target ε.
 - `breakdown_table`: mean time per component on the critical path of on-time and of late tasks,
   weighted by the number of such tasks.
+- `tier_table`: which tier binds (``binding_tier``, docs/EXPERIMENTS.md): the mean light instances,
+  the largest core utilisation ρ, and the binding tier of most (instance, realisation) values.
+- `presets_table`: with a ``closures`` group dim, the on-time rate (mean ± half-width) of every
+  other cell, one column per preset.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ __all__ = [
     "format_value",
     "headline_metrics",
     "headline_table",
+    "majority_tiers",
+    "presets_table",
+    "tier_table",
     "to_markdown",
     "type_table",
     "violation_table",
@@ -318,6 +325,83 @@ def breakdown_table(ds: xr.Dataset) -> pd.DataFrame | None:
         table.attrs["note"] = (
             f"no tasks_<outcome> count for {', '.join(unweighted)}: equal weight per (instance, realisation)"
         )
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Which tier binds
+
+
+def _tier_labels(da: xr.DataArray, ds: xr.Dataset, gdims: list[str]) -> np.ndarray:
+    """``binding_tier`` as strings of shape (cells, samples); "" where a cell has no value."""
+    for d in gdims:
+        if d not in da.dims:
+            da = da.expand_dims({d: ds.sizes[d]})
+    da = da.transpose(*gdims, ...)
+    cells = math.prod(ds.sizes[d] for d in gdims)
+    values = np.asarray(da.values, dtype=object).reshape(cells, -1)
+    return np.vectorize(lambda v: v if isinstance(v, str) and v not in ("nan",) else "", otypes=[object])(values)
+
+
+def majority_tiers(ds: xr.Dataset, gdims: list[str] | None = None) -> list[tuple[str, str]]:
+    """Per cell (C order of `by_cell`): (the binding tier of most values, a tie to the first by name;
+    ``tier k, tier k, ...`` counts in decreasing order); ("", "") for a cell without values or data
+    without ``binding_tier``."""
+    gdims = group_dims(ds) if gdims is None else gdims
+    cells = math.prod(ds.sizes[d] for d in gdims)
+    if "binding_tier" not in ds:
+        return [("", "")] * cells
+    out = []
+    for row in _tier_labels(ds["binding_tier"], ds, gdims):
+        labels, counts = np.unique([v for v in row if v], return_counts=True)
+        if labels.size == 0:
+            out.append(("", ""))
+            continue
+        order = np.argsort(-counts, kind="stable")
+        out.append((str(labels[order[0]]), ", ".join(f"{labels[i]} {counts[i]}" for i in order)))
+    return out
+
+
+def tier_table(ds: xr.Dataset) -> pd.DataFrame | None:
+    """Per cell: the mean of ``light_instances_mean`` and of ``core_utilisation_max`` over the
+    cell's values, the binding tier of most (instance, realisation) values and the counts of each.
+    None without ``binding_tier``."""
+    if "binding_tier" not in ds:
+        return None
+    gdims = group_dims(ds)
+    table = cell_labels(ds, gdims).reset_index(drop=True)
+    for name, label in (("light_instances_mean", "light instances"), ("core_utilisation_max", "max core rho")):
+        if name in ds:
+            table[label] = describe(by_cell(ds[name], ds, gdims))["mean"].to_numpy()
+    tiers = majority_tiers(ds, gdims)
+    table["binding tier"] = [t for t, _ in tiers]
+    table["tiers (values)"] = [c for _, c in tiers]
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets side by side
+
+
+def presets_table(ds: xr.Dataset) -> pd.DataFrame | None:
+    """With a ``closures`` group dim of several values: one row per cell of the other group dims,
+    one column per preset with the on-time rate ``mean ± half-width of the 95 % interval`` (and the
+    binding tier of most values in brackets when the data have it). None otherwise."""
+    if "closures" not in group_dims(ds) or ds.sizes["closures"] < 2:
+        return None
+    others = [d for d in group_dims(ds) if d != "closures"]
+    table = cell_labels(ds, others).reset_index(drop=True) if others else pd.DataFrame(index=range(1))
+    for preset in ds["closures"].values:
+        sub = ds.sel(closures=preset)
+        stats_ = describe(by_cell(sub["ontime_rate"], sub, others))
+        tiers = majority_tiers(sub, others)
+        column = []
+        for (mean, low, high), (tier, _) in zip(stats_[["mean", "ci_low", "ci_high"]].to_numpy(), tiers, strict=True):
+            text = format_value(mean)
+            if np.isfinite(high - low):
+                text += f" ± {format_value((high - low) / 2, 2)}"
+            column.append(text + (f" [{tier}]" if tier else ""))
+        table[str(preset)] = column
     return table
 
 
