@@ -431,3 +431,45 @@ def test_the_load_plot_marks_the_binding_tier():
     letters = {xy[0]: text for text, xy in marks if text != "title"}
     assert letters == {1.0: "L", 2.0: "C"}  # 2x: core and uplink tie, the first by name wins
     assert ("title", "binding tier: C = core, L = light") in marks
+
+
+# ----------------------------------------------------------------------------------------------
+# The experiments of issue 18 in a shrunken form, end to end through the CLI and `edgefm report`
+
+SHRINK = ["scenario=small", "scenario.instances=1", "sim.realisations=2", "sim.arrival_ms=20",
+          "sim.drain_ms=40", "sim.max_light_instances=4", "output.print_summary=false"]
+
+
+@pytest.mark.parametrize("experiment,sweep,dims", [
+    # the ladder: two rungs (authors_code, then the uplink on) and the closures they set in force
+    ("ladder", ["strategy=proposed", "variant=ladder_0_authors_code,ladder_1_uplink", "workload.load=1"],
+     {"variant": 2}),
+    # the breaking point: the backbone sized for each load (closures.plan_load = workload.load)
+    ("breaking_point", ["strategy=lbrr", "workload.load=0.5,1.0"], {"load": 2}),
+])
+def test_a_shrunken_experiment_runs_merges_and_reports(tmp_path, experiment, sweep, dims):
+    from pathlib import Path
+
+    from edgefm.cli import main as edgefm_main
+    from edgefm.io import open_run
+
+    folder = tmp_path / experiment
+    assert edgefm_main(["-m", f"experiment={experiment}", *SHRINK, *sweep, f"hydra.sweep.dir={folder}"]) == 0
+    ds = open_run(folder / "sweep.nc")
+    assert {d: ds.sizes[d] for d in dims} == dims and ds["ontime_rate"].dims == (*dims, "instance", "realisation")
+    assert not np.isnan(ds["ontime_rate"].values).any()
+    for name in ("light_instances_mean", "core_utilisation_max", "binding_tier"):
+        assert name in ds, name
+    if experiment == "ladder":
+        configs = {v: yaml.safe_load(ds["job_config"].sel(variant=v).item()) for v in ds["variant"].values}
+        assert configs["ladder_0_authors_code"]["channel"]["name"] == "off"
+        assert configs["ladder_1_uplink"]["channel"]["name"] == "nakagami"
+    else:
+        for load in (0.5, 1.0):
+            config = yaml.safe_load(ds["job_config"].sel(load=load).item())
+            assert config["placement"]["plan_load"] == load and config["closures"]["name"] == "realistic"
+    paths = write_report(folder / "sweep.nc")
+    text = Path(paths["summary"]).read_text()
+    assert "## Which tier binds" in text
+    if experiment == "breaking_point":
+        assert (folder / "report" / "fig4_load.png").is_file()
