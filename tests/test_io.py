@@ -53,11 +53,14 @@ def make_coords() -> dict:
 
 
 def make_arrays(rng: np.random.Generator) -> dict:
-    """One array per data variable of the core table, with its shape; integer ones get integers."""
+    """One array per data variable of the core table, with its shape; integer ones get integers,
+    string ones labels."""
     arrays = {}
     for row in variable_table("data"):
         shape = tuple(SIZES[d] for d in row.dims)
-        if np.dtype(row.dtype).kind in "iu":
+        if row.dtype == "str":
+            arrays[row.name] = rng.choice(["core", "light"], size=shape)
+        elif np.dtype(row.dtype).kind in "iu":
             arrays[row.name] = rng.integers(0, 50, size=shape)
         else:
             arrays[row.name] = rng.random(shape)
