@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import logging
 import os
 import sys
 import time
@@ -26,13 +27,15 @@ import jax
 import numpy as np
 
 from edgefm.config.schema import SimConfig
-from edgefm.errors import ConfigError
+from edgefm.errors import ConfigError, EdgefmError
 from edgefm.interfaces import options as component_options
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
 from edgefm.sim.rollout import simulate
 from edgefm.sim.step import failing
 from edgefm.sim.types import CORE_DISPATCH_RULES, LIGHT_ORDERS, ROOT_READY_RULES, SimSizes
+
+log = logging.getLogger("edgefm")
 
 # ----------------------------------------------------------------------------------------------
 # The sim settings: the fields and defaults of the `sim` schema, as plain values
@@ -270,6 +273,26 @@ def failure_schedules(scenarios, failure, sim):
     return schedules
 
 
+def _overload_hint(exc: EdgefmError, scenarios, load: float) -> EdgefmError:
+    """``exc`` (a placement that failed) with a note on the arrival rates when the offered work
+    exceeds the whole network's capacity (`edgefm.config.check.offered_load`)."""
+    from edgefm.config.check import offered_load
+
+    ratio, resource = max(offered_load(sc, load) for sc in scenarios)
+    if ratio <= 1:
+        return exc
+    note = (f"the arrival rates (scenario.user_defaults.arrival_rate, scenario.users[*].arrival_rate; tasks/ms) "
+            f"at workload.load = {load:g} keep {ratio:.1f}x the {resource} of the whole network busy: are they per "
+            "second? (1 task/s = 0.001 tasks/ms)")
+    if isinstance(exc, ConfigError):
+        hint = f"{exc.hint}; {note}" if exc.hint else note
+        return ConfigError(exc.field, exc.value, exc.accepted, hint)
+    try:
+        return type(exc)(f"{exc} ({note})")
+    except TypeError:
+        return EdgefmError(f"{exc} ({note})")
+
+
 def workload_load(workload) -> float:
     """The workload's load multiplier (its option ``load``; 1 for a generator without one)."""
     return float(getattr(workload, "load", 1.0))
@@ -300,13 +323,20 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     schedules = failure_schedules(scenarios, components.failure, sim)  # names checked before any solve
     seconds = {}
     t0 = time.perf_counter()
-    if x_core is None:
-        x_core, placement_info = solve_placements(scenarios, components.placement, float(sim.slot_ms),
-                                                  components.channel)
-    seconds["placement"] = time.perf_counter() - t0
     load = workload_load(components.workload)
+    if x_core is None:
+        try:
+            x_core, placement_info = solve_placements(scenarios, components.placement, float(sim.slot_ms),
+                                                      components.channel)
+        except EdgefmError as exc:
+            raise _overload_hint(exc, scenarios, load) from exc
+    seconds["placement"] = time.perf_counter() - t0
     sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=float(components.workload.peak_factor()),
                           failures=failing(components.failure))
+    if getattr(sim, "memory_check", False):
+        from edgefm.io.budget import check_memory
+
+        check_memory(memory_estimate(sizes, sim, len(scenarios), scenarios[0].num_services))
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T, schedules)
     params = make_params(sim)
     keys = realisation_keys(int(seed), len(scenarios), int(sim.realisations))
@@ -355,6 +385,8 @@ class Job:
     config_yaml: str  # the resolved config, as the dataset records it
     overrides: list[str]  # the command-line overrides (for the closures changed)
     registry: Any
+    estimate: Any = None  # `edgefm.io.budget.Estimate` (the core instances at their least)
+    warnings: list = dataclasses.field(default_factory=list)  # plausibility warnings, one line each
 
 
 def task_overrides() -> list[str]:
@@ -385,22 +417,53 @@ def prepare(cfg, registry=None, overrides: list[str] | None = None) -> Job:
     from edgefm.plugins import KINDS, Registry
     from edgefm.scenario.spec import build_scenarios
 
+    from edgefm.config.check import check_added_keys, check_plausible
+    from edgefm.scenario.spec import spec_to_dict
+
     registry = Registry.default() if registry is None else registry
+    check_added_keys(cfg, skip=KINDS)  # keys given with +; the components check their own below
     output_filename(cfg)
-    components = {kind: make_component(registry, kind, cfg[kind]) for kind in KINDS}
+    components = Components(**{kind: make_component(registry, kind, cfg[kind]) for kind in KINDS})
     sim = sim_settings(cfg.sim)
     scenarios = build_scenarios(cfg.scenario, cfg.seed)
+    warnings_ = check_plausible(spec_to_dict(cfg.scenario), scenarios, sim, workload_load(components.workload))
+    for line in warnings_:
+        log.warning(f"edgefm: warning: {line}")
+    # the memory a run needs, before the placement is solved (its core instances at their fewest,
+    # which hardly matters next to the buffers); `run_engine` checks again with the placement's
+    placeholder = [np.zeros((sc.num_nodes, sc.num_services), np.int64) for sc in scenarios]
+    sizes = compute_sizes(scenarios, placeholder, sim, load=workload_load(components.workload),
+                          peak_factor=float(components.workload.peak_factor()), failures=failing(components.failure))
+    estimate = memory_estimate(sizes, sim, len(scenarios), scenarios[0].num_services,
+                               task_records=bool(cfg.output.task_records))
+    if sim.memory_check:
+        from edgefm.io.budget import check_memory
+
+        check_memory(estimate)
     OmegaConf.set_readonly(cfg, True)  # plugins see it; none may change it
     return Job(
         cfg=cfg,
-        components=Components(**components),
+        components=components,
         sim=sim,
         scenarios=scenarios,
         names={kind: str(cfg[kind].name) for kind in KINDS},
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         overrides=task_overrides() if overrides is None else list(overrides),
         registry=registry,
+        estimate=estimate,
+        warnings=warnings_,
     )
+
+
+def memory_estimate(sizes: SimSizes, sim, instances: int, num_services: int, task_records: bool = False):
+    """`edgefm.io.budget.Estimate` of a run of these sizes in the layout ``sim`` gives."""
+    from edgefm.io.budget import estimate
+    from edgefm.sim.rollout import realisation_layout
+
+    R = int(sim.realisations)
+    layout = realisation_layout(R, None if sim.batch is None else int(sim.batch))
+    return estimate(sizes, realisations=R, instances=instances, layout=layout, num_services=num_services,
+                    task_records=task_records, accelerator=jax.default_backend() != "cpu")
 
 
 def run(job, registry=None):

@@ -18,6 +18,13 @@ seed) that were not swept become coordinates (scalar if equal in every job, else
 dimensions: e.g. ``controller`` along ``strategy``). Each job's resolved config YAML is kept in the
 string variable ``job_config`` over the swept dimensions. Cells of jobs without a dataset (failed or
 not yet run) are nan and a warning names them.
+
+Before anything is merged, every job's dataset is checked against its folder (`check_jobs`): the
+config the dataset was made from must be its folder's resolved config (``.hydra/config.yaml``: a
+dataset copied from another job, or left from an earlier command, is refused), and a key that
+differs between jobs must be one a swept override changes (a conf default changed between two
+commands into one sweep folder is refused). A mismatch is a `MergeError` naming the job and the key;
+nothing is written.
 """
 
 from __future__ import annotations
@@ -33,12 +40,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from edgefm.errors import ConfigError
+from edgefm.errors import ConfigError, EdgefmError, MergeError
 
 log = logging.getLogger(__name__)
 
 SWEEP_FILENAME = "sweep.nc"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
+JOB_CONFIG = Path(".hydra") / "config.yaml"
+# keys of a job's config that do not change what it computes (a resumed job may differ in them)
+NOT_RESULTS = ("output.skip_existing", "output.merge", "output.print_summary", "output.resume",
+               "output.disk_check", "sim.progress", "sim.memory_check")
 # Hydra/edgefm keys that never define a cell of the experiment grid
 _IGNORED_KEYS = ("hydra", "output")
 
@@ -158,10 +169,13 @@ def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> x
         raise ConfigError("sweep folder", str(sweep_dir), f"a multirun with at least one finished job ({filename})")
     names = swept_keys(jobs)
     labels = {key: _labels([j.overrides.get(key, "") for j in jobs]) for key in names}
+    opened = {id(job): open_run(job.dataset) for job in done}
+    check_jobs(done, {id(job): ds.attrs.get("config") for job, ds in zip(done, opened.values())}, list(names),
+               filename)
 
     datasets, scalars = [], []
     for job in done:
-        ds = open_run(job.dataset)
+        ds = opened.pop(id(job))
         own = {}  # the run's length-1 sweep dims that were not swept: scalar coordinates for now
         for dim in [d for d in ds.dims if is_sweep_dim(ds, d)]:
             if dim not in names.values():
@@ -216,6 +230,158 @@ def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> x
     return merged
 
 
+# ----------------------------------------------------------------------------------------------
+# Checking the jobs against their folders
+
+
+def _flat(value, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value (lists are leaves); numbers as float, so 1 and 1.0 compare equal."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return {prefix: value}
+    if isinstance(value, int | float):
+        return {prefix: float(value)}
+    if isinstance(value, list | tuple):
+        return {prefix: [_flat(v)[""] if not isinstance(v, dict | list) else v for v in value]}
+    return {prefix: str(value)}
+
+
+def _results_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in flat.items() if k not in NOT_RESULTS and k.split(".")[0] != "hydra"}
+
+
+def resolved_job_config(folder: Path) -> tuple[dict, dict] | None:
+    """(resolved, unresolved) config of a job folder (``.hydra/config.yaml``), flat; None without it."""
+    from omegaconf import OmegaConf
+
+    path = folder / JOB_CONFIG
+    if not path.is_file():
+        return None
+    raw = OmegaConf.load(path)
+    unresolved = _flat(OmegaConf.to_container(raw, resolve=False))
+    try:
+        resolved = _flat(OmegaConf.to_container(raw, resolve=True, throw_on_missing=False))
+    except Exception:  # noqa: BLE001 - an interpolation of Hydra's own (e.g. ${hydra:...}): compare raw
+        resolved = unresolved
+    return resolved, unresolved
+
+
+def _show(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _label(job: Job) -> str:
+    overrides = " ".join(f"{k}={v}" for k, v in job.overrides.items())
+    return f"job {job.folder.name}" + (f" ({overrides})" if overrides else "")
+
+
+def _groups(jobs: Sequence[Job]) -> set[str]:
+    """The config groups of these jobs (``.hydra/hydra.yaml``: hydra.runtime.choices)."""
+    import yaml
+
+    groups: set[str] = set()
+    for job in jobs:
+        try:
+            with open(job.folder / ".hydra" / "hydra.yaml") as f:
+                choices = (yaml.safe_load(f) or {}).get("hydra", {}).get("runtime", {}).get("choices") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        groups.update(str(k) for k in choices)
+    return groups
+
+
+def _dependencies(unresolved: dict[str, Any]) -> dict[str, set[str]]:
+    """key -> the keys it interpolates (``${closures.arrival_ms}``), transitively."""
+    import re
+
+    direct = {}
+    for key, value in unresolved.items():
+        if isinstance(value, str) and "${" in value:
+            direct[key] = {m for m in re.findall(r"\$\{([A-Za-z_][\w.]*)\}", value)}
+    out: dict[str, set[str]] = {}
+
+    def deps(key: str, seen: frozenset = frozenset()) -> set[str]:
+        if key in out:
+            return out[key]
+        found: set[str] = set()
+        for ref in direct.get(key, ()):
+            if ref in seen:
+                continue
+            found.add(ref)
+            for leaf in [k for k in direct if k == ref or k.startswith(ref + ".")]:
+                found |= deps(leaf, seen | {key})
+        out[key] = found
+        return found
+
+    for key in direct:
+        deps(key)
+    return out
+
+
+def check_jobs(jobs: Sequence[Job], configs: dict[int, str | None], swept: Sequence[str],
+               filename: str = "results.nc") -> None:
+    """Raise `MergeError` when a job's dataset (its ``config`` attribute, ``configs[id(job)]``) was
+    not made from its folder's resolved config, or when a key that no swept override changes
+    differs between jobs. Folders without ``.hydra/config.yaml`` (not made by Hydra) and datasets
+    without a config are not checked."""
+    import yaml
+
+    checked: list[tuple[Job, dict[str, Any]]] = []
+    dependencies: dict[str, set[str]] = {}
+    for job in jobs:
+        folder = resolved_job_config(job.folder)
+        text = configs.get(id(job))
+        if folder is None or not text:
+            continue
+        made, unresolved = _results_keys(_flat(yaml.safe_load(text) or {})), folder[1]
+        expected = _results_keys(folder[0])
+        for key in list(dict.fromkeys([*expected, *made])):
+            if made.get(key, "(absent)") != expected.get(key, "(absent)"):
+                raise MergeError(
+                    f"{_label(job)}: its {filename} was made with {key}={_show(made.get(key, '(absent)'))} but the "
+                    f"job folder's config ({JOB_CONFIG}) has {key}={_show(expected.get(key, '(absent)'))}: the "
+                    "dataset is not this job's (copied, or left from another command); nothing merged: remove it "
+                    "and run the multirun again to recompute the job")
+        checked.append((job, made))
+        for key, refs in _dependencies(unresolved).items():
+            dependencies.setdefault(key, set()).update(refs)
+    if len(checked) < 2:
+        return
+    groups = _groups([job for job, _ in checked])
+    swept = [s for s in swept]
+
+    def controls(override: str, key: str) -> bool:
+        if override in groups:  # a config group: its options may set any key
+            return True
+        related = {key, *dependencies.get(key, ())}
+        return any(k == override or k.startswith(override + ".") or override.startswith(k + ".") for k in related)
+
+    keys = list(dict.fromkeys(k for _, made in checked for k in made))
+    for key in keys:
+        values = [made.get(key, "(absent)") for _, made in checked]
+        if all(v == values[0] for v in values):
+            continue
+        by = [s for s in swept if controls(s, key)]
+        seen: dict[tuple, tuple[Job, Any]] = {}
+        for (job, _), value in zip(checked, values):
+            cell = tuple(repr(job.overrides.get(s)) for s in by)
+            if cell in seen and seen[cell][1] != value:
+                other, before = seen[cell]
+                swept_text = ", ".join(swept) if swept else "none"
+                raise MergeError(
+                    f"{_label(job)}: {key}={_show(value)}, but {_label(other)} has {key}={_show(before)} and no "
+                    f"swept override changes {key} (swept: {swept_text}): the jobs come from different configs (a "
+                    "conf default changed between two commands into this sweep folder?); nothing merged: run the "
+                    "multirun again in a new folder, or with the same config to recompute the stale jobs")
+            seen.setdefault(cell, (job, value))
+
+
 def _key_of(names: dict[str, str], dim: str) -> str:
     return next(k for k, d in names.items() if d == dim)
 
@@ -254,11 +420,16 @@ def _along_fewest_dims(dims: list[str], grid: np.ndarray):
 
 
 def write_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> Path:
-    """`merge_sweep` written atomically to ``<sweep_dir>/sweep.nc``; returns the path."""
+    """`merge_sweep` written atomically to ``<sweep_dir>/sweep.nc``; returns the path. The folder
+    is locked meanwhile (a multirun still running there refuses a merge by hand)."""
     from edgefm.io import write_netcdf_atomic
+    from edgefm.io.lock import lock_folder
 
-    merged = merge_sweep(sweep_dir, filename)
-    return write_netcdf_atomic(merged, Path(sweep_dir) / SWEEP_FILENAME)
+    if not Path(sweep_dir).is_dir():
+        merge_sweep(sweep_dir, filename)  # says what is missing
+    with lock_folder(sweep_dir, "sweep"):
+        merged = merge_sweep(sweep_dir, filename)
+        return write_netcdf_atomic(merged, Path(sweep_dir) / SWEEP_FILENAME)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,17 +473,37 @@ except ImportError:  # pragma: no cover - hydra-core is a dependency
     _Callback = object
 
 
+def _lock_output(folder: str, what: str) -> None:
+    """Create ``folder`` and lock it for this process (`edgefm.io.lock`), before Hydra writes into
+    it; a problem is raised as `Refused`, which Hydra does not swallow, and printed as one line."""
+    from edgefm.errors import Refused
+    from edgefm.io.budget import check_output_folder
+    from edgefm.io.lock import acquire
+
+    try:
+        acquire(check_output_folder(folder, what), what)
+    except EdgefmError as exc:
+        raise Refused(exc) from None
+
+
 class MergeCallback(_Callback):
-    """``hydra.callbacks.merge``: job progress during a multirun, `write_sweep` at its end.
+    """``hydra.callbacks.merge``: the run or sweep folder checked and locked before Hydra writes
+    into it (`edgefm.io.lock`: a second run into the same folder is refused), job progress during a
+    multirun, `write_sweep` at its end.
 
     Configured in ``conf/config.yaml``; ``output.merge=false`` turns the merge off. ``edgefm merge
-    SWEEP_DIR`` does the same by hand (e.g. after an interrupted multirun).
+    SWEEP_DIR`` does the same by hand (e.g. after an interrupted multirun). The locks go when the
+    command ends (`edgefm.cli.run.run_app`) or its process does.
     """
 
     def __init__(self) -> None:
         self.total: int | None = None
 
+    def on_run_start(self, config, **kwargs) -> None:
+        _lock_output(str(config.hydra.run.dir), "run")
+
     def on_multirun_start(self, config, **kwargs) -> None:
+        _lock_output(str(config.hydra.sweep.dir), "sweep")
         try:
             self.total = len(expected_jobs(config))
         except Exception:  # noqa: BLE001 - only a progress display
@@ -338,10 +529,10 @@ class MergeCallback(_Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             path = write_sweep(sweep_dir, str(config.output.filename))
-        except ConfigError as exc:
+        except EdgefmError as exc:
             log.warning(f"edgefm: no sweep dataset written: {exc}")
             return
         log.info(f"edgefm: merged the multirun into {path} (`edgefm report {path}`)")
 
 
-__all__ = ["MergeCallback", "find_jobs", "merge_sweep", "parse_overrides", "swept_keys", "write_sweep"]
+__all__ = ["MergeCallback", "check_jobs", "find_jobs", "merge_sweep", "parse_overrides", "swept_keys", "write_sweep"]

@@ -33,7 +33,9 @@ _MOVED = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``edgefm`` console script and of ``python -m edgefm``."""
+    """Entry point of the ``edgefm`` console script and of ``python -m edgefm`` (``argv`` None: the
+    process's own arguments, and Ctrl-C/SIGTERM end it with one line; a list: called in-process)."""
+    console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(f"edgefm.cli.{argv[0]}").main(argv[1:])
     from edgefm.cli import run
 
-    return run.main(argv)
+    return run.main(argv, console=console)
 
 
 def __getattr__(name: str):

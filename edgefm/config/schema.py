@@ -60,6 +60,7 @@ class SimConfig:
     quantiles: List[float] = field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99])  # latency quantile levels
     progress: bool = True  # a progress bar over the horizon when stderr is a terminal
     chunk_slots: int = 0  # run the horizon in pieces of at most this many slots (0: ~20 pieces with the bar, else 1)
+    memory_check: bool = True  # refuse, before compiling, a run whose estimated memory exceeds what is free (edgefm.io.budget)
 
 
 @dataclass
@@ -71,6 +72,8 @@ class OutputConfig:
     print_summary: bool = True  # print the summary table at the end of the run
     skip_existing: bool = True  # a job whose complete dataset (same resolved config) is already in its folder is not run again
     merge: bool = True  # at the end of a multirun, merge the job datasets into <sweep dir>/sweep.nc
+    resume: Optional[str] = None  # a multirun (-m) continued in a folder: last (the newest of the same overrides) | <folder>
+    disk_check: bool = True  # refuse, before compiling, a run whose dataset may not fit the free disk space
 
 
 @dataclass

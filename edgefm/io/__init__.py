@@ -24,6 +24,7 @@ _EXPORTS = {
     "to_dataset": "dataset",
     "collect": "netcdf",
     "open_run": "netcdf",
+    "sweep_temporary_files": "netcdf",
     "write_netcdf_atomic": "netcdf",
 }
 
@@ -31,7 +32,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from edgefm.io.dataset import is_sweep_dim, sanitize_attrs, standard_attrs, to_dataset
-    from edgefm.io.netcdf import collect, open_run, write_netcdf_atomic
+    from edgefm.io.netcdf import collect, open_run, sweep_temporary_files, write_netcdf_atomic
     from edgefm.io.variables import (
         DIMS,
         Variable,
