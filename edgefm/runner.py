@@ -32,7 +32,7 @@ from edgefm.interfaces import options as component_options
 from edgefm.sim.keys import realisation_keys
 from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
 from edgefm.sim.rollout import simulate
-from edgefm.sim.step import failing
+from edgefm.sim.failures import failing
 from edgefm.sim.types import CORE_DISPATCH_RULES, LIGHT_ORDERS, ROOT_READY_RULES, SimSizes
 
 log = logging.getLogger("edgefm")
