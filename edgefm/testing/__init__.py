@@ -292,20 +292,30 @@ def check_channel(channel, *, draws: int = 4096, seed: int = 0, alpha: float = A
 
 
 @eqx.filter_jit
-def _draw_arrivals(workload, rate, slot_ms, keys, slots: int):
-    """counts [R,T,U,N]: per realisation, ``init`` once, then ``sample`` slot after slot."""
+def _roll(component, init_arg, slot_ms, keys, slots: int, sample):
+    """[R,T,...]: per realisation (``keys`` [R]), ``component.init(key, init_arg)`` once, then
+    ``sample(component, state, key, t, init_arg, slot_ms) -> (draw, state)`` slot after slot under
+    `lax.scan`, as the engine runs it (a state that changes structure, shape or dtype is an error)."""
 
     def one(key):
         k_init, k_slots = jax.random.split(key)
-        state = workload.init(k_init, rate)
+        state = component.init(k_init, init_arg)
 
         def step(state, t):
-            counts, state = workload.sample(state, jax.random.fold_in(k_slots, t), rate, slot_ms)
-            return state, counts
+            draw, state = sample(component, state, jax.random.fold_in(k_slots, t), t, init_arg, slot_ms)
+            return state, draw
 
         return lax.scan(step, state, jnp.arange(slots))[1]
 
     return jax.vmap(one)(keys)
+
+
+def _sample_arrivals(workload, state, key, t, rate, slot_ms):
+    return workload.sample(state, key, rate, slot_ms)
+
+
+def _sample_up(failure, state, key, t, random_nodes, slot_ms):
+    return failure.sample(state, key, t, random_nodes, slot_ms)
 
 
 def _check_workload_options(workload) -> None:
@@ -371,8 +381,8 @@ def check_workload(workload, *, loads=(0.5, 1.0, 2.0), slot_ms=(1.0, 0.5), reali
 
     def draw(load, dt, n_slots=T):
         w = dataclasses.replace(workload, load=load).for_engine()
-        counts = np.asarray(_traced(workload, "init/sample", lambda: _draw_arrivals(
-            w, jnp.asarray(rate), jnp.asarray(float(dt)), keys, n_slots)))
+        counts = np.asarray(_traced(workload, "init/sample", lambda: _roll(
+            w, jnp.asarray(rate), jnp.asarray(float(dt)), keys, n_slots, _sample_arrivals)))
         if counts.shape != (R, n_slots, U, N):
             _fail(workload, f"sample returned counts of shape {counts.shape[2:]}, expected [U,N] = ({U}, {N})")
         if counts.dtype.kind not in "iu":
@@ -422,23 +432,6 @@ def check_workload(workload, *, loads=(0.5, 1.0, 2.0), slot_ms=(1.0, 0.5), reali
 # Failure models
 
 
-@eqx.filter_jit
-def _draw_up(failure, random_nodes, slot_ms, keys, slots: int):
-    """up [R,T,V] of the random part: per realisation, ``init`` once, then ``sample`` per slot."""
-
-    def one(key):
-        k_init, k_slots = jax.random.split(key)
-        state = failure.init(k_init, random_nodes)
-
-        def step(state, t):
-            up, state = failure.sample(state, jax.random.fold_in(k_slots, t), t, random_nodes, slot_ms)
-            return state, up
-
-        return lax.scan(step, state, jnp.arange(slots))[1]
-
-    return jax.vmap(one)(keys)
-
-
 def check_failure(failure, *, slots: int = 300, slot_ms: float = 1.0, realisations: int = 16, seed: int = 0) -> None:
     """A failure model on the small scenario (nodes ``ED1, ED2, ES1``, links ``ED1-ES1, ED2-ES1``:
     give a model of named nodes or links those names):
@@ -465,8 +458,8 @@ def check_failure(failure, *, slots: int = 300, slot_ms: float = 1.0, realisatio
     random_nodes = np.asarray(sched.random_nodes)
     keys = jax.random.split(jax.random.key(seed), realisations)
     # (lax.scan: a state that changes structure, shape or dtype from slot to slot is an error)
-    up = np.asarray(_traced(failure, "init/sample", lambda: _draw_up(
-        failure.for_engine(), jnp.asarray(random_nodes), jnp.asarray(float(slot_ms)), keys, T)))
+    up = np.asarray(_traced(failure, "init/sample", lambda: _roll(
+        failure.for_engine(), jnp.asarray(random_nodes), jnp.asarray(float(slot_ms)), keys, T, _sample_up)))
     if up.shape != (realisations, T, V) or up.dtype != bool:
         _fail(failure, f"sample returned {up.dtype}{list(up.shape[2:])}, expected bool[{V}]")
     down = ~up & ~random_nodes[None, None]
