@@ -338,7 +338,7 @@ def run_app(argv: list[str]) -> int:
 
 def enable_compilation_cache() -> None:
     """Keep compiled engines on disk (``$EDGEFM_JAX_CACHE``, default ``~/.cache/edgefm/jax``; ``0``
-    turns it off), so a second run of the same shapes skips the ~30 s compile."""
+    turns it off), so a second run of the same shapes skips the compile."""
     where = os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "edgefm" / "jax"))
     if where in ("", "0"):
         return

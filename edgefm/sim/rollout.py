@@ -58,7 +58,7 @@ def _final_results(st, series, arrays: ScenarioArrays, params: SimParams, sizes:
 
 def default_batch() -> int:
     """Realisations vmapped together when the caller does not say: all of them on an accelerator, one
-    on the CPU. On the CPU a realisation run alone is ~2x faster than in a vmapped batch (each
+    on the CPU. On the CPU a realisation run alone is faster than in a vmapped batch (each
     `while_loop` stops when its own realisation is done, gathers and scatters carry no batch indices,
     the state stays in cache; BENCHMARKS.md), and the cores are used by sharding realisations over
     CPU devices."""
