@@ -163,8 +163,7 @@ def tier_diagnostics(arrays: Mapping[str, np.ndarray], scenarios, load: float) -
         out["light_instances_mean"] = np.asarray(arrays["x_light"], float).sum((-2, -1)).mean(-1)
     rho = np.stack([core_utilisation(sc, x, load) for sc, x in zip(scenarios, arrays["x_core"])])
     out["core_utilisation"] = rho
-    with np.errstate(invalid="ignore"):
-        rho_max = np.array([np.nanmax(r) if np.isfinite(r).any() or np.isinf(r).any() else np.nan for r in rho])
+    rho_max = np.array([np.nanmax(r) if (~np.isnan(r)).any() else np.nan for r in rho])  # nan: no core service used
     out["core_utilisation_max"] = rho_max
     if "latency_breakdown" in arrays and "tasks_late" in arrays:
         breakdown = np.asarray(arrays["latency_breakdown"], float)  # [I,R,outcome,component]

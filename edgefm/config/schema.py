@@ -105,7 +105,7 @@ class EdgefmConfig:
 
     seed: int = 0  # scenario sampling and every random stream of the engine
     task: str = "edgefm"  # names the output folder: outputs/<task>/runs/<timestamp>
-    strategy: str = ""  # the strategy's name (set by the strategy group); "" = "<placement>+<controller>"
+    strategy: str = ""  # the strategy's name (set by the strategy group); "" = the paper's name of the pair, else "<placement>+<controller>"
     scenario: ScenarioSpec = field(default_factory=ScenarioSpec)
     placement: Any = MISSING  # placement solver (tier 1), with `name` = the plugin name
     controller: Any = MISSING  # controller (tier 2)
