@@ -129,12 +129,10 @@ def core_utilisation(sc, x_core, load: float) -> np.ndarray:
     Σ_{u,n uses m} λ_{u,n} · load · a_m / f_m / Σ_v x_core[v,m] -- the mean busy instances of the
     demand the placements size (`edgefm.scenario.hostable.core_demand`) over those placed; nan for
     light and unused services, inf for a used core service without an instance."""
-    from edgefm.scenario.hostable import service_use
+    from edgefm.scenario.hostable import core_busy, service_use
 
-    uses = service_use(sc)
-    rate = np.asarray(sc.arrival_rate, float).sum(0) @ uses * float(load)  # [M] tasks/ms
-    core = np.asarray(sc.service_is_core, bool) & uses.any(0)
-    busy = rate * np.asarray(sc.work, float) / np.where(core, np.asarray(sc.core_rate, float), 1.0)
+    core = np.asarray(sc.service_is_core, bool) & service_use(sc).any(0)
+    busy = core_busy(sc) * float(load)  # [M] instances busy on average at the run's load
     placed = np.asarray(x_core, float).sum(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(placed > 0, busy / np.where(placed > 0, placed, 1.0), np.inf)

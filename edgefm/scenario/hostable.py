@@ -142,15 +142,20 @@ def required_instances(busy, *, plan_load: float = 1.0, target_utilisation: floa
     return req if req.ndim else int(req)
 
 
+def core_busy(scenario) -> np.ndarray:
+    """[M] instances: Σ_{u,n uses m} λ_{u,n} · a_m / f_m, the mean number of busy instances of each
+    core service at load 1x (0 for unused services; light services' entries are a_m times their rate
+    and mean nothing)."""
+    rate = scenario.arrival_rate.sum(0) @ service_use(scenario)  # [M] tasks/ms through each service
+    return rate * scenario.work / np.where(scenario.service_is_core, scenario.core_rate, 1.0)
+
+
 def core_demand(scenario, *, plan_load: float = 1.0, target_utilisation: float = 1.0) -> np.ndarray:
     """[M] int: req_m = max(1, ceil(Σ λ_{u,n} · plan_load · a_m / f_m / ρ*)) (`required_instances`)
     for the core services some task uses; 0 for light services and unused core services
     (docs/SEMANTICS.md §5; the defaults give the load-1x demand)."""
-    uses = service_use(scenario)
-    rate = scenario.arrival_rate.sum(0) @ uses  # [M] tasks/ms through each service
-    busy = rate * scenario.work / np.where(scenario.service_is_core, scenario.core_rate, 1.0)
-    req = required_instances(busy, plan_load=plan_load, target_utilisation=target_utilisation)
-    return np.where(scenario.service_is_core & uses.any(0), req, 0)
+    req = required_instances(core_busy(scenario), plan_load=plan_load, target_utilisation=target_utilisation)
+    return np.where(scenario.service_is_core & service_use(scenario).any(0), req, 0)
 
 
 def hostable(scenario, reserve: float, *, plan_load: float = 1.0, target_utilisation: float = 1.0) -> bool:
