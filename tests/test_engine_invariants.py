@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +14,6 @@ import pytest
 from edgefm.interfaces import AbstractController, AbstractWorkloadGenerator
 from edgefm.scenario import Scenario
 from edgefm.sim import TRACE_COUNTER
-from edgefm.sim import rollout
 from edgefm.sim.state import BREAKDOWN_COMPONENTS
 from edgefm.sim.types import Action, ranks_in_list_order
 from edgefm_baselines import LBRRController
@@ -420,33 +418,40 @@ def test_the_realisation_layout_does_not_change_the_results(engine):
         assert_same_results(out, case.out)
 
 
-def test_compact_lists_match_the_whole_lists(engine, monkeypatch):
-    """Without a batch axis the engine takes the lists a chunk at a time: completing tasks
-    (`COMPLETION_CHUNK`), queued core stages (`DISPATCH_CHUNK`), light assignments (`APPLY_CHUNK`),
-    finished or newly started light jobs (`EXECUTE_CHUNK`): the first chunk directly, the others in
-    a loop, or a `cond` to the whole list; newly ready stages are enqueued with `ENQUEUE_CHUNK`-entry
-    lists when there are at most that many (a `cond` to `SimSizes.Ln`). With every chunk at 1 the
-    loops run and the `cond`s take both branches: every realisation has slots with two or more
-    arrivals and boundaries where two or more tasks complete (asserted below), lbrr assigns more than
-    one stage in some slots (0 to 12 per slot, more than 2 in 228 of the 6 000, counted once with
+def test_compact_lists_match_the_whole_lists(engine):
+    """Without a batch axis the engine (`layout.Sequential`) takes the lists a chunk at a time:
+    completing tasks (`completion`), queued core stages (`dispatch`), light assignments (`apply`),
+    finished or newly started light jobs (`execute`): the first chunk directly, the others in a loop,
+    or a `cond` to the whole list; newly ready stages are enqueued with `enqueue`-entry lists when
+    there are at most that many (a `cond` to `SimSizes.Ln`). With every chunk at 1 the loops run and
+    the `cond`s take both branches: every realisation has slots with two or more arrivals and
+    boundaries where two or more tasks complete (asserted below), lbrr assigns more than one stage in
+    some slots (0 to 12 per slot, more than 2 in 228 of the 6 000, counted once with
     `edgefm.testing.recording`), no stage is ready at slot 0, and a `merge` task's two roots become
     ready together. The results equal the default run's."""
-    from edgefm.sim import layout
+    from edgefm.sim.layout import Sequential
     from edgefm.sim.rollout import realisation_layout, simulate
 
     case = engine("small", rule="earliest_start")
-    assert realisation_layout(case.R)[0] == 1  # the default run went through the compact path
+    assert realisation_layout(case.R)[0] == 1  # the default run went through the sequential layout
     merge = case.scenarios[0].type_names.index("merge")
     assert (case.out["arrivals"][0, ..., merge].sum((1, 2)) > 0).all()  # [R]: merge tasks everywhere
     assert (case.out["arrivals"][0].sum((2, 3)).max(1) >= 2).all()  # [R]: some slot with 2+ arrivals
     boundary = np.ceil(case.out["task_finish"][0] / float(case.sim.slot_ms))  # [R,J]: when each task left
     assert all(np.unique(b[np.isfinite(b)], return_counts=True)[1].max() >= 2 for b in boundary)
-    for name in ("COMPLETION_CHUNK", "DISPATCH_CHUNK", "APPLY_CHUNK", "EXECUTE_CHUNK", "ENQUEUE_CHUNK"):
-        monkeypatch.setattr(layout, name, 1)
-    # a program traced with the small chunks (a fresh jit of the same function: nothing cached)
-    monkeypatch.setattr(rollout, "_whole_program", eqx.filter_jit(rollout._whole))
-    out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller)
+    ones = Sequential(completion=1, enqueue=1, dispatch=1, apply=1, execute=1)
+    out = simulate(case.keys, case.arrays, case.params, case.sizes, case.channel, case.workload, case.controller,
+                   lists=ones)
     assert_same_results(out, case.out)
+
+
+def test_a_chunk_size_below_one_is_refused():
+    from edgefm.sim.layout import Batched, Sequential
+
+    for cls in (Sequential, Batched):
+        with pytest.raises(ValueError, match=rf"{cls.__name__}.dispatch=0: a chunk size must be >= 1"):
+            cls(dispatch=0)
+    assert Sequential().chunk(64, 10) == 10 and Batched().chunk(64, 1285) == 1285
 
 
 def test_cpu_device_count_from_the_environment():

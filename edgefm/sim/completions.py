@@ -7,7 +7,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax import lax
 
-from edgefm.sim import layout
+from edgefm.sim.layout import ListLayout
 from edgefm.sim.state import BREAKDOWN_COMPONENTS, INF, INT, SimState
 from edgefm.sim.types import ScenarioArrays, SimSizes
 
@@ -65,19 +65,18 @@ def critical_path_breakdown(st: SimState, arrays: ScenarioArrays, sizes: SimSize
 
 
 def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms=None,
-                        compact: bool = False) -> SimState:
+                        *, layout: ListLayout) -> SimState:
     """Tasks whose sink finished by `now` leave the buffer; their finish is recorded by task id and
     their critical-path breakdown added to the sums of their outcome (on time, late). The breakdown
-    is computed for the completing tasks only, gathered in chunks of `COMPLETION_CHUNK` rows: a
-    loop over chunks, or, with ``compact`` (no batch axis) and at most one chunk's worth of
-    completions, that one chunk (a `cond`: no loop that reads the buffer)."""
+    is computed for the completing tasks only, gathered in chunks of `layout.completion` rows
+    (`layout.walk`)."""
     B = sizes.B
     sink = arrays.sink_stage[st.ttype]  # [B]
     sink_finish = jnp.take_along_axis(st.finish, sink[:, None], axis=1)[:, 0]
     complete = st.alive & (sink_finish <= now)
     idx = jnp.where(complete, st.tid, sizes.J)
     late = sink_finish - st.arrival > arrays.deadline[st.ttype]
-    K = min(B, layout.COMPLETION_CHUNK)
+    K = min(B, layout.completion)
 
     def chunk(carry):
         todo, breakdown = carry
@@ -89,13 +88,7 @@ def observe_completions(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, n
         breakdown = breakdown + jnp.stack([jnp.sum(jnp.where(lt, 0.0, parts), 0), jnp.sum(jnp.where(lt, parts, 0.0), 0)])
         return todo.at[rows].set(False, mode="drop"), breakdown
 
-    def loop():
-        return lax.while_loop(lambda c: jnp.any(c[0]), chunk, (complete, st.breakdown))
-
-    if compact and K < B:
-        left, breakdown = lax.cond(complete.sum() <= K, lambda: chunk((complete, st.breakdown)), loop)
-    else:
-        left, breakdown = loop()
+    left, breakdown = layout.walk(complete, K, chunk, st.breakdown)
     # `left` (rows not walked) is all false. The buffer rows leave through it, so that every read of
     # the walk comes before the writes of the next phases in XLA's dependency order: a write into
     # an array that a read is not ordered before makes XLA copy the whole array (twice) every slot.

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from edgefm.sim import layout
-from edgefm.sim.layout import short_when_few
+from edgefm.sim.layout import ListLayout
 from edgefm.sim.state import (
     INF,
     INT,
@@ -23,10 +22,11 @@ from edgefm.sim.state import (
 from edgefm.sim.types import ScenarioArrays, SimSizes
 
 
-def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now, compact: bool = False) -> SimState:
-    """Append the stages that became ready at this boundary to the core and light queues. With
-    ``compact`` (no batch axis) and at most `ENQUEUE_CHUNK` of them, the lists are that long instead
-    of `SimSizes.Ln` (a `cond`; the same results)."""
+def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now,
+                  *, layout: ListLayout) -> SimState:
+    """Append the stages that became ready at this boundary to the core and light queues. The lists
+    of ready stages are `SimSizes.Ln` long, or shorter when the layout cuts them to the few ready
+    (`layout.short_when_few`, chunk `layout.enqueue`; the same results)."""
     S, B, Ln = sizes.S, sizes.B, sizes.Ln
     n_par = arrays.num_parents[st.ttype]  # [B,S]
     ready = st.alive[:, None] & ~st.queued & (st.parents_known == n_par) & (st.inputs_at <= now)
@@ -64,19 +64,20 @@ def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now,
         queued = flat_set(st.queued, jnp.where(core_ok | light_ok, ref, B * S), True)
         return core_q, core_q_slot, light_q, light_q_slot, queued, st.overflow + missed + core_over + light_over
 
-    new = short_when_few(compact, n_ready, layout.ENQUEUE_CHUNK, Ln, take)
+    new = layout.short_when_few(n_ready, layout.enqueue, Ln, take)
     return eqx.tree_at(lambda q: (q.core_q, q.core_q_slot, q.light_q, q.light_q_slot, q.queued, q.overflow), st, new)
 
 
-def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up=None, compact: bool = False) -> SimState:
+def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up=None,
+                  *, layout: ListLayout) -> SimState:
     """Dispatch the queued core stages in order (SEMANTICS §2.5); with failures (``up`` [V], §12)
     only instances on nodes that are up and with a finite start are candidates.
 
-    With ``compact`` (no batch axis) the queue is taken `DISPATCH_CHUNK` entries at a time: the
-    data-ready times and the writes cover one chunk, the first directly, the next ones in a loop
-    that runs only while queued stages remain (the queue's entries are contiguous from 0)."""
+    The queue is taken K = `layout.chunk(layout.dispatch, Lc)` entries at a time: the data-ready
+    times and the writes cover one chunk, the first directly, the next ones in a loop that runs only
+    while queued stages remain (the queue's entries are contiguous from 0)."""
     S, BS, Lc = sizes.S, sizes.B * sizes.S, sizes.Lc
-    K = min(layout.DISPATCH_CHUNK, Lc) if compact else Lc
+    K = layout.chunk(layout.dispatch, Lc)
     padded = -(-Lc // K) * K
     queue = st.core_q if padded == Lc else jnp.full(padded, -1, INT).at[:Lc].set(st.core_q)
     count = (st.core_q >= 0).sum()
@@ -106,11 +107,7 @@ def dispatch_core(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, now, up
                 cand = cand & serving & (dr_ci < INF)
             return dr_ci, cand, jnp.where(cand, jnp.maximum(now, dr_ci), INF)
 
-        if compact:  # [K,Ic] tables for the chunk
-            full = tables(dr, svc)
-            row = lambda i: tuple(a[i] for a in full)  # noqa: E731
-        else:  # row by row: for a whole list the tables would take Lc x Ic per realisation of a batch
-            row = lambda i: tables(dr[i], svc[i])  # noqa: E731
+        row = layout.rows(tables, dr, svc)
         duration = arrays.core_duration[svc]
 
         def body(carry):

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from edgefm.sim import layout
-from edgefm.sim.layout import in_chunks, short_when_few
+from edgefm.sim.layout import ListLayout
 from edgefm.sim.state import (
     INF,
     INT,
@@ -78,11 +77,11 @@ def light_observation(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, 
 
 
 def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: ScenarioArrays, sizes: SimSizes,
-                       compact: bool = False):
+                       *, layout: ListLayout):
     """Validate the controller's decision, append admitted stages to their instances' FIFOs.
 
-    With ``compact`` (realisations run one at a time) the assigned entries are checked and written
-    `APPLY_CHUNK` at a time (`in_chunks`); the same results as over the whole list."""
+    The assigned entries are checked and written `layout.apply` at a time or all at once
+    (`layout.in_chunks`); the same results."""
     V, Ml, X, Q, L = sizes.V, sizes.Ml, sizes.X, sizes.Q, sizes.Lw
     I, BS = V * Ml * X, sizes.B * sizes.S
     occ = (st.job_ref >= 0).sum(-1)  # [I]
@@ -154,12 +153,11 @@ def apply_light_action(st: SimState, obs: Observation, action: Action, arrays: S
         )
 
     carry = (st.job_ref, st.job_ready, st.job_rem, st.node, st.disp, st.rdy, st.bound, jnp.zeros(L, bool), st.invalid)
-    K = min(layout.APPLY_CHUNK, L)
     # the first chunk's entries (also the instances' checks when it holds every assignment)
-    first = jnp.nonzero(asked_all, size=K, fill_value=L)[0] if compact and K < L else None
-    consistent = short_when_few(compact, asked_all.sum(), layout.APPLY_CHUNK, L,
-                                 lambda n: instances_ok(first if n < L else jnp.arange(L)))
-    carry = in_chunks(compact, asked_all, layout.APPLY_CHUNK, lambda c, sel: write(c, sel, consistent), carry, first)
+    first = layout.first(asked_all, layout.apply)
+    consistent = layout.short_when_few(asked_all.sum(), layout.apply, L,
+                                       lambda n: instances_ok(first if n < L else jnp.arange(L)))
+    carry = layout.in_chunks(asked_all, layout.apply, lambda c, sel: write(c, sel, consistent), carry, first)
     job_ref, job_ready, job_rem, node, disp, rdy, bound, ok_all, invalid = carry
     if sizes.light_order == "input_arrival":
         job_ref, job_ready, job_rem = order_by_input(job_ref, job_ready, job_rem)
@@ -187,10 +185,10 @@ def order_by_input(job_ref, job_ready, job_rem):
 
 
 def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, now, slot_ms,
-                  compact: bool = False) -> SimState:
-    """Every light instance works through its FIFO at this slot's rate (SEMANTICS §2.7). With
-    ``compact`` (no batch axis) the stages of finished and newly started jobs are written
-    `EXECUTE_CHUNK` at a time (`in_chunks`), not over all I·Q FIFO positions."""
+                  *, layout: ListLayout) -> SimState:
+    """Every light instance works through its FIFO at this slot's rate (SEMANTICS §2.7). The stages
+    of finished and newly started jobs are written `layout.execute` at a time or over all I·Q FIFO
+    positions at once (`layout.in_chunks`)."""
     I, Q = sizes.V * sizes.Ml * sizes.X, sizes.Q
     f = rates.reshape(I)
     end = now + slot_ms
@@ -269,4 +267,4 @@ def execute_light(st: SimState, rates, arrays: ScenarioArrays, sizes: SimSizes, 
 
     st = eqx.tree_at(lambda q: (q.job_ref, q.job_ready, q.job_rem), st,
                      (shift(st.job_ref, -1), shift(st.job_ready, 0.0), shift(rem, 0.0)))
-    return in_chunks(compact, done | fresh, layout.EXECUTE_CHUNK, write, st)
+    return layout.in_chunks(done | fresh, layout.execute, write, st)

@@ -19,6 +19,7 @@ from edgefm.sim.keys import STREAM_ARRIVALS, STREAM_CONTROLLER, STREAM_FAILURES,
 from edgefm.sim.reduce import summarise
 from edgefm.sim.completions import observe_completions
 from edgefm.sim.failures import draw_failures, failing
+from edgefm.sim.layout import Batched, ListLayout, for_group
 from edgefm.sim.state import init_state, upload_schedule
 from edgefm.sim.step import make_step
 from edgefm.sim.types import ControllerContext, ScenarioArrays, SimParams, SimSizes
@@ -42,9 +43,9 @@ def _initial_state(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSiz
     return init_state(sizes, wstate, controller.init(ControllerContext.of(sizes, arrays)), fstate, upload)
 
 
-def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, comps, sizes: SimSizes, compact=False):
+def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, comps, sizes: SimSizes, lists: ListLayout):
     st = _initial_state(key, arrays, params, sizes, comps)
-    step = make_step(sizes, *comps, trace_counter=TRACE_COUNTER, compact=compact)
+    step = make_step(sizes, *comps, layout=lists, trace_counter=TRACE_COUNTER)
     (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), jnp.arange(sizes.T))
     return _final_results(st, series, arrays, params, sizes, comps[3])
 
@@ -52,7 +53,7 @@ def _rollout_one(key, arrays: ScenarioArrays, params: SimParams, comps, sizes: S
 def _final_results(st, series, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, failure):
     """The completions at the end of the horizon, then the summary of one realisation."""
     end = sizes.T * params.slot_ms
-    st = observe_completions(st, arrays, sizes, end, params.slot_ms if failing(failure) else None)
+    st = observe_completions(st, arrays, sizes, end, params.slot_ms if failing(failure) else None, layout=Batched())
     return summarise(st, series, arrays, params, sizes)
 
 
@@ -118,13 +119,14 @@ def _batched(fn, group: int, instance_axes: tuple, shards: int, n_realisation: i
     return run
 
 
-def _whole(keys, arrays, params, comps, sizes: SimSizes, layout: tuple[int, int]):
-    """Every realisation of every instance over the whole horizon ((group, shards) = `layout`)."""
+def _whole(keys, arrays, params, comps, sizes: SimSizes, layout: tuple[int, int], lists: ListLayout):
+    """Every realisation of every instance over the whole horizon ((group, shards) = `layout`; the
+    step goes through its lists as `lists` says)."""
     TRACE_COUNTER["program"] += 1
     group, shards = layout
 
     def one(key, arrays, params, comps):
-        return _rollout_one(key, arrays, params, comps, sizes, group == 1)
+        return _rollout_one(key, arrays, params, comps, sizes, lists)
 
     return _batched(one, group, (0, None, None), shards, 1)(keys, arrays, params, comps)
 
@@ -140,11 +142,12 @@ def _start(keys, arrays, params, comps, sizes: SimSizes, layout: tuple[int, int]
     return _batched(one, group, (0, None, None), shards, 1)(keys, arrays, params, comps)
 
 
-def _advance(st, keys, arrays, params, t0, comps, sizes: SimSizes, layout: tuple[int, int], chunk: int):
+def _advance(st, keys, arrays, params, t0, comps, sizes: SimSizes, layout: tuple[int, int], lists: ListLayout,
+             chunk: int):
     """`chunk` slots from slot t0 on: (states, per-slot outputs) [I,R,...]."""
     TRACE_COUNTER["program"] += 1
     group, shards = layout
-    step = make_step(sizes, *comps, trace_counter=TRACE_COUNTER, compact=group == 1)
+    step = make_step(sizes, *comps, layout=lists, trace_counter=TRACE_COUNTER)
 
     def one(st, key, arrays, params, t0, comps):
         (st, _, _, _), series = lax.scan(step, (st, key, arrays, params), t0 + jnp.arange(chunk))
@@ -181,7 +184,7 @@ def chunk_length(T: int, chunk_slots: int) -> int:
 
 def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload, controller,
              *, chunk_slots: int = 0, progress=None, failure=None, batch: int | None = None,
-             devices: int | None = None):
+             devices: int | None = None, lists: ListLayout | None = None):
     """Run every realisation of every instance.
 
     keys: [I,R] typed keys; arrays: ScenarioArrays with a leading instance axis [I,...]; params are
@@ -190,20 +193,23 @@ def simulate(keys, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, c
     if given, is called after each piece: the results are the same. ``failure`` is the failure model
     (None: nothing fails; docs/SEMANTICS.md §12). ``batch``: realisations vmapped together (None: one
     on the CPU, all on an accelerator) and ``devices`` the most devices to split them over (None: all
-    of the default backend's); see `realisation_layout`. Neither changes the results.
+    of the default backend's); see `realisation_layout`. ``lists``: how the step goes through its
+    lists (`edgefm.sim.layout`; None: `for_group` of the realisations run together). None of these
+    changes the results.
     """
     layout = realisation_layout(keys.shape[1], batch, devices)
+    lists = for_group(layout[0]) if lists is None else lists
     comps = engine_components(channel, workload, controller, failure)
     chunk = chunk_length(sizes.T, int(chunk_slots))
     if chunk == sizes.T:
-        out = _whole_program(keys, arrays, params, comps, sizes, layout)
+        out = _whole_program(keys, arrays, params, comps, sizes, layout, lists)
         if progress is not None:
             progress(sizes.T, sizes.T)
         return out
     st = _start_program(keys, arrays, params, comps, sizes, layout)
     pieces = []
     for t0 in range(0, sizes.T, chunk):
-        st, series = _advance_program(st, keys, arrays, params, jnp.asarray(t0), comps, sizes, layout, chunk)
+        st, series = _advance_program(st, keys, arrays, params, jnp.asarray(t0), comps, sizes, layout, lists, chunk)
         pieces.append(series)
         if progress is not None:
             jax.block_until_ready(st)
@@ -217,9 +223,10 @@ def compile_simulation(keys, arrays: ScenarioArrays, params: SimParams, sizes: S
     """Ahead-of-time compile `simulate` for these arguments: returns the compiled callable
     ``f(keys, arrays, params)`` (used by the benchmarks to time compilation apart from running)."""
     layout = realisation_layout(keys.shape[1], batch)
+    lists = for_group(layout[0])
     comps = engine_components(channel, workload, controller, failure)
-    compiled = _whole_program.lower(keys, arrays, params, comps, sizes, layout).compile()
-    return lambda keys, arrays, params: compiled(keys, arrays, params, comps, sizes, layout)
+    compiled = _whole_program.lower(keys, arrays, params, comps, sizes, layout, lists).compile()
+    return lambda keys, arrays, params: compiled(keys, arrays, params, comps, sizes, layout, lists)
 
 
 def exogenous_samples(key, arrays: ScenarioArrays, params: SimParams, sizes: SimSizes, channel, workload):

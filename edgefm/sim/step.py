@@ -4,8 +4,9 @@ Each phase is a function of the state in its own module — `completions` (step 
 (§12), `arrivals` (step 2), `core` (steps 3-4), `light` (steps 5-7), the state and its shared
 updates in `state` — and `make_step` composes them. All shapes are static (`SimSizes`); the batch
 axes (realisations, instances) are added outside the step, in `rollout.py` (a loop over
-realisations on the CPU, `vmap` elsewhere), and the two ways the phases lay out their lists under
-each are in `layout.py`.
+realisations on the CPU, `vmap` elsewhere), and how the phases go through their lists under each
+is the `layout` object `make_step` is given (`layout.py`): the phases say what they do with the
+live entries of a list, the layout how the list is gone through.
 
 Choices that keep a slot cheap:
 - readiness is incremental: each stage keeps the number of parents whose finish time is known and
@@ -29,14 +30,17 @@ from edgefm.sim.completions import observe_completions
 from edgefm.sim.core import dispatch_core, enqueue_ready
 from edgefm.sim.failures import draw_failures, fail_nodes, failing
 from edgefm.sim.keys import STREAM_CONTROLLER, draw_slot, stream
+from edgefm.sim.layout import ListLayout
 from edgefm.sim.light import apply_light_action, execute_light, light_observation
 from edgefm.sim.state import INT
 from edgefm.sim.types import CAPACITY_TOL, ControllerContext, SimSizes, resource_usage
 
 
-def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, trace_counter=None, compact=False):
+def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, layout: ListLayout,
+              trace_counter=None):
     """Build `step(carry, t) -> (carry, per-slot outputs)` for `lax.scan`, one realisation.
-    ``compact``: the step runs without a batch axis (the sequential layout of `layout.py`)."""
+    ``layout``: how the phases go through their lists (`layout.py`: `Sequential()` when the step
+    runs without a batch axis, `Batched()` under `vmap`); it does not change the results."""
     fails = failing(failure)
 
     def step(carry, t):
@@ -50,13 +54,13 @@ def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, t
             arrays = eqx.tree_at(lambda a: (a.xfer, a.fwd), arrays_all,
                                  (arrays_all.xfer_states[g], arrays_all.fwd_states[g]))
             with jax.named_scope("completions"):
-                st = observe_completions(st, arrays, sizes, now, params.slot_ms, compact)
+                st = observe_completions(st, arrays, sizes, now, params.slot_ms, layout=layout)
             up, fstate = draw_failures(key, t, st.failure_state, arrays, params, failure)
             st = eqx.tree_at(lambda q: q.failure_state, st, fstate, is_leaf=lambda x: x is None)
             st, n_lost = fail_nodes(st, arrays, sizes, up, now)
         else:
             with jax.named_scope("completions"):
-                st = observe_completions(st, arrays, sizes, now, compact=compact)
+                st = observe_completions(st, arrays, sizes, now, layout=layout)
         with jax.named_scope("draws"):
             counts, uplink, rates, wstate = draw_slot(
                 key, t, st.workload_state, arrays, params, sizes, channel, workload
@@ -65,9 +69,9 @@ def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, t
             st = admit_arrivals(st, counts, uplink, arrays, sizes, t, params.slot_ms)
         st = eqx.tree_at(lambda q: q.workload_state, st, wstate, is_leaf=lambda x: x is None)
         with jax.named_scope("enqueue"):
-            st = enqueue_ready(st, arrays, sizes, t, now, compact)
+            st = enqueue_ready(st, arrays, sizes, t, now, layout=layout)
         with jax.named_scope("dispatch_core"):
-            st = dispatch_core(st, arrays, sizes, now, up, compact)
+            st = dispatch_core(st, arrays, sizes, now, up, layout=layout)
 
         with jax.named_scope("observation"):
             obs = light_observation(st, arrays, sizes, t, now, up)
@@ -77,7 +81,7 @@ def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, t
             )
         st = eqx.tree_at(lambda q: q.controller_state, st, cstate, is_leaf=lambda x: x is None)
         with jax.named_scope("apply"):
-            st, alive, y = apply_light_action(st, obs, action, arrays, sizes, compact)
+            st, alive, y = apply_light_action(st, obs, action, arrays, sizes, layout=layout)
 
         counts_l = alive.sum(-1).astype(INT)  # [V,Ml]
         prev = st.prev_alive.sum(-1).astype(INT)
@@ -88,7 +92,7 @@ def make_step(sizes: SimSizes, channel, workload, controller, failure=None, *, t
         violated = jnp.any(usage > arrays.capacity + CAPACITY_TOL)
 
         with jax.named_scope("execute_light"):
-            st = execute_light(st, rates, arrays, sizes, now, params.slot_ms, compact)
+            st = execute_light(st, rates, arrays, sizes, now, params.slot_ms, layout=layout)
         st = eqx.tree_at(lambda q: (q.prev_alive, q.violations), st, (alive, st.violations + violated))
         y_out = jnp.max(jnp.where(alive, y, 0), axis=-1)
         outputs = {
