@@ -48,13 +48,8 @@ HORIZON = {"small": (200.0, 100.0), "paper": (40.0, 100.0)}
 
 
 def sim_settings(*, rule: str, arrival_ms: float, drain_ms: float, **changes) -> SimSettings:
-    sim = dict(
-        slot_ms=1.0, arrival_ms=arrival_ms, drain_ms=drain_ms, core_dispatch=rule, y_max=20,
-        max_light_instances=8, buffer_factor=2.0, max_core_ready=0, max_light_waiting=0,
-        quantiles=(0.5, 0.9, 0.95, 0.99),
-    )
-    sim.update(changes)
-    return SimSettings(**sim)
+    """The sim defaults (`SimConfig`, through `SimSettings`) with this horizon, dispatch rule and changes."""
+    return SimSettings(arrival_ms=arrival_ms, drain_ms=drain_ms, core_dispatch=rule, **changes)
 
 
 @dataclasses.dataclass
