@@ -258,6 +258,22 @@ def strategy_name(names: Mapping[str, str]) -> str:
     return PAPER_STRATEGIES.get(pair, f"{pair[0]}+{pair[1]}")
 
 
+def strategy_label(named: str, names: Mapping[str, str]) -> tuple[str, str | None]:
+    """(label, warning) of a run's strategy: ``named`` (the ``strategy`` key) unless it is one of the
+    paper's four whose (placement, controller) pair the run does not use (``strategy=proposed
+    controller=lbrr``), which is labelled by its pair (`strategy_name`) with a one-line warning; an
+    empty ``named`` is `strategy_name`. A strategy of a plugin's own keeps its name."""
+    if not named:
+        return strategy_name(names), None
+    pair = (names["placement"], names["controller"])
+    paper_pair = {label: p for p, label in PAPER_STRATEGIES.items()}.get(named)
+    if paper_pair is None or paper_pair == pair:
+        return named, None
+    label = strategy_name(names)
+    return label, (f"strategy={named} is placement {paper_pair[0]} + controller {paper_pair[1]}, but this run "
+                   f"uses placement {pair[0]} + controller {pair[1]}: labelled {label}")
+
+
 def merge_plugin_datasets(ds: xr.Dataset, additions: Iterable[xr.Dataset | None], hook: str = "edgefm_dataset_finalize") -> xr.Dataset:
     """Merge what plugins returned from ``hook`` into ``ds``.
 
@@ -372,6 +388,7 @@ __all__ = [
     "merge_plugin_datasets",
     "placement_attrs",
     "print_summary",
+    "strategy_label",
     "strategy_name",
     "summarise_run",
     "tier_diagnostics",

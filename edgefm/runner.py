@@ -382,6 +382,7 @@ class Job:
     sim: SimSettings
     scenarios: list
     names: dict[str, str]  # kind -> component name
+    strategy: str  # the strategy label the dataset carries (`edgefm.results.strategy_label`)
     config_yaml: str  # the resolved config, as the dataset records it
     overrides: list[str]  # the command-line overrides (for the closures changed)
     registry: Any
@@ -418,6 +419,7 @@ def prepare(cfg, registry=None, overrides: list[str] | None = None) -> Job:
     from edgefm.scenario.spec import build_scenarios
 
     from edgefm.config.check import check_added_keys, check_plausible
+    from edgefm.results import strategy_label
     from edgefm.scenario.spec import spec_to_dict
 
     registry = Registry.default() if registry is None else registry
@@ -427,6 +429,9 @@ def prepare(cfg, registry=None, overrides: list[str] | None = None) -> Job:
     sim = sim_settings(cfg.sim)
     scenarios = build_scenarios(cfg.scenario, cfg.seed)
     warnings_ = check_plausible(spec_to_dict(cfg.scenario), scenarios, sim, workload_load(components.workload))
+    names = {kind: str(cfg[kind].name) for kind in KINDS}
+    strategy, mislabel = strategy_label(str(cfg.strategy), names)
+    warnings_ += [mislabel] if mislabel else []
     for line in warnings_:
         log.warning(f"edgefm: warning: {line}")
     # the memory a run needs, before the placement is solved (its core instances at their fewest,
@@ -446,7 +451,8 @@ def prepare(cfg, registry=None, overrides: list[str] | None = None) -> Job:
         components=components,
         sim=sim,
         scenarios=scenarios,
-        names={kind: str(cfg[kind].name) for kind in KINDS},
+        names=names,
+        strategy=strategy,
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         overrides=task_overrides() if overrides is None else list(overrides),
         registry=registry,
@@ -495,7 +501,7 @@ def run(job, registry=None):
             # the draw index of each instance (not consecutive with scenario.hostable_reserve)
             "scenario_draws": [int(sc.meta.get("instance", i)) for i, sc in enumerate(job.scenarios)],
         },
-        strategy=str(cfg.strategy),
+        strategy=job.strategy,
     )
     pm = get_plugin_manager()
     return merge_plugin_datasets(ds, pm.hook.edgefm_dataset_finalize(dataset=ds, cfg=cfg))

@@ -359,3 +359,30 @@ def test_an_unknown_preset_and_bad_closure_values_are_errors(registry):
     cfg = compose_with(["closures.light_order=lifo"])
     with pytest.raises(Exception, match="lifo"):
         sim_settings(cfg.sim)
+
+
+@pytest.mark.parametrize("overrides, label, warned", [
+    (["strategy=proposed"], "proposed", False),
+    (["strategy=proposed", "controller.epsilon=0.2"], "proposed", False),  # same pair, another option
+    (["strategy=proposed", "controller=lbrr"], "milp+lbrr", True),  # not the pair strategy=proposed names
+    (["strategy=lbrr", "placement=milp", "controller=propavg"], "propavg", True),  # the paper's name of the pair
+    (["placement=least_loaded", "controller=ga"], "ga", False),  # no strategy named: the pair's paper name
+    (["placement=milp", "controller=lbrr"], "milp+lbrr", False),
+    (["strategy=proposed", "strategy=mine"], "mine", False),  # a strategy of one's own keeps its name
+])
+def test_the_strategy_label_is_the_pair_the_run_uses(registry, overrides, label, warned):
+    from edgefm.runner import prepare
+
+    base = ["scenario=small", "sim.memory_check=false"]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        if "strategy=mine" in overrides:  # a strategy key set by hand, as a plugin's group would
+            cfg = compose("config", overrides=[*base, "strategy=proposed"])
+            OmegaConf.update(cfg, "strategy", "mine")
+        else:
+            cfg = compose("config", overrides=[*base, *overrides])
+    job = prepare(cfg, registry, overrides=[])
+    assert job.strategy == label
+    mislabel = [w for w in job.warnings if w.startswith("strategy=")]
+    assert bool(mislabel) == warned
+    if warned:
+        assert f"labelled {label}" in mislabel[0] and len(mislabel[0].splitlines()) == 1
