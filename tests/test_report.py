@@ -194,6 +194,27 @@ def test_violation_rate_is_pooled_over_counts():
     assert list(table[EPSILON]) == [0.2] * 3
 
 
+def test_violation_rates_of_root_and_other_stages_are_pooled_apart():
+    ds = make_dataset(RUN_GROUP, instances=1, realisations=2)
+    shape = ds["light_bounded"].sel(service="pre").shape
+    for name in ("light_bounded_root", "light_violations_root"):
+        ds[name] = xr.zeros_like(ds["light_bounded"])
+    for name, values in (("light_bounded", [10, 20]), ("light_violations", [1, 5]),
+                         ("light_bounded_root", [4, 6]), ("light_violations_root", [1, 3])):
+        ds[name].loc[{"service": "pre"}] = np.array(values, dtype=float).reshape(shape)
+    ds["light_bounded"].loc[{"service": "post"}] = np.array([0.0, 10.0]).reshape(shape)
+    ds["light_violations"].loc[{"service": "post"}] = np.array([0.0, 4.0]).reshape(shape)
+    table = violation_table(ds)
+    pre, post, both = (row(table, service=s) for s in ("pre", "post", ALL_SERVICES))
+    assert pre["root violation rate"] == pytest.approx(4 / 10)
+    assert pre["non-root violation rate"] == pytest.approx(2 / 20)  # (6 - 4) / (30 - 10)
+    assert math.isnan(post["root violation rate"]) and post["non-root violation rate"] == pytest.approx(4 / 10)
+    assert both["root violation rate"] == pytest.approx(4 / 10)
+    assert both["non-root violation rate"] == pytest.approx(6 / 30)
+    assert both["violation rate"] == pytest.approx(10 / 40)
+    assert "root violation rate" not in violation_table(ds.drop_vars(["light_bounded_root"]))
+
+
 def test_controllers_without_bounds_have_no_violation_rows():
     ds = make_dataset({"strategy": ["proposed", "lbrr"]})
     for name in ("light_bounded", "light_violations"):

@@ -246,23 +246,36 @@ def violation_table(ds: xr.Dataset) -> pd.DataFrame | None:
 
     Without the counts ``light_bounded``/``light_violations``, the rate is the mean of
     ``violation_rate`` over instance×realisation (and services, for ``(all)``), and the table's
-    ``attrs["note"]`` says so. None if the dataset has no violation data."""
+    ``attrs["note"]`` says so. None if the dataset has no violation data.
+
+    With the root counts ``light_bounded_root``/``light_violations_root`` the pooled rates of the
+    root stages (a task's first light stage, whose delay includes the wait for its upload) and of
+    the other stages are the columns ``root violation rate`` and ``non-root violation rate``."""
     gdims = group_dims(ds)
     counts = "light_bounded" in ds and "light_violations" in ds
     if not counts and "violation_rate" not in ds:
         return None
     services = [str(s) for s in ds["service"].values]
     cells = cell_labels(ds, gdims)
-    if counts:
-        bounded = by_cell(ds["light_bounded"].transpose(..., "service"), ds, gdims)
-        violations = by_cell(ds["light_violations"].transpose(..., "service"), ds, gdims)
-        ok = np.isfinite(bounded) & np.isfinite(violations)
-        bounded = np.where(ok, bounded, 0.0).reshape(len(cells), -1, len(services)).sum(axis=1)
-        violations = np.where(ok, violations, 0.0).reshape(len(cells), -1, len(services)).sum(axis=1)
-        bounded = np.concatenate([bounded, bounded.sum(axis=1, keepdims=True)], axis=1)
-        violations = np.concatenate([violations, violations.sum(axis=1, keepdims=True)], axis=1)
+
+    def pooled(name: str) -> np.ndarray:
+        """(cells, services + 1): the count summed over instance×realisation, the last column over services."""
+        values = by_cell(ds[name].transpose(..., "service"), ds, gdims)
+        values = np.where(np.isfinite(values), values, 0.0).reshape(len(cells), -1, len(services)).sum(axis=1)
+        return np.concatenate([values, values.sum(axis=1, keepdims=True)], axis=1)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(bounded > 0, violations / bounded, np.nan)
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+    roots = counts and "light_bounded_root" in ds and "light_violations_root" in ds
+    if counts:
+        bounded, violations = pooled("light_bounded"), pooled("light_violations")
+        rate = ratio(violations, bounded)
+        if roots:
+            bounded_root, violations_root = pooled("light_bounded_root"), pooled("light_violations_root")
+            rate_root = ratio(violations_root, bounded_root)
+            rate_other = ratio(violations - violations_root, bounded - bounded_root)
     else:
         values = by_cell(ds["violation_rate"].transpose(..., "service"), ds, gdims)
         values = values.reshape(len(cells), -1, len(services))
@@ -274,6 +287,9 @@ def violation_table(ds: xr.Dataset) -> pd.DataFrame | None:
     blocks = []
     for k in range(len(services) + 1):
         block = pd.DataFrame({"violation rate": rate[:, k], EPSILON: epsilon})
+        if roots:
+            block.insert(1, "non-root violation rate", rate_other[:, k])
+            block.insert(1, "root violation rate", rate_root[:, k])
         if counts:
             block.insert(0, "violations", violations[:, k])
             block.insert(0, "bounded", bounded[:, k])
