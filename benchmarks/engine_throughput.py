@@ -6,7 +6,9 @@ size runs in a fresh process so that its peak memory (max RSS) is its own; compi
 apart (ahead-of-time) and is not part of the throughput. Each row also gives the bytes of one
 realisation's state (the scan carry, from its shapes) and the list sizes used. The reference
 simulator runs a few realisations of the same scenario in the same session, on the same exogenous
-samples.
+samples. The engine holds the task rows a run starts with (`sim.capacities`, adaptive by default:
+`edgefm.runner.initial_rows`); a row with list_overflow > 0 is one that a run would redo with twice
+the rows.
 
 ``--compare REF`` also runs each size with the engine of the git revision REF (checked out into a
 temporary worktree, imported in place of this one), alternating with the current one, and prints
@@ -40,7 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE_FIELDS = ("B", "Ic", "Lc", "Lw", "Ln", "A", "J", "X", "Q", "T")  # the list sizes a row reports
+SIZE_FIELDS = ("B", "buffer_capacity", "Ic", "Lc", "Lw", "Ln", "A", "J", "X", "Q", "T")  # the list sizes a row reports
 
 
 CONTROLLERS = {  # name -> (module, class) of the engine's controller plugins
@@ -74,7 +76,13 @@ def setup(realisations: int, load: float, controller: str = "lbrr"):
     x_core = [LeastLoadedPlacement().solve(sc, slot_ms=sim.slot_ms).x_core for sc in scenarios]
     channel, workload = NakagamiChannel(), PoissonWorkload(load=load)
     controller = make_controller(controller)
-    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0)
+    try:  # the task rows a run starts with (adaptive capacities), where the engine has them
+        from edgefm.runner import initial_rows
+
+        rows = {"rows": initial_rows(scenarios, sim, load=load, peak_factor=1.0)}
+    except ImportError:  # an older engine: the whole buffer
+        rows = {}
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=1.0, **rows)
     arrays = stack_arrays(scenarios, x_core, sizes.Ic, sizes.T)
     params = make_params(sim)
     keys = realisation_keys(0, len(scenarios), realisations)

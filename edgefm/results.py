@@ -10,6 +10,7 @@ variable, so `edgefm.io.collect` rebuilds a multirun.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -206,6 +207,16 @@ def placement_attrs(info: Mapping) -> dict:
     return attrs
 
 
+def engine_size_attrs(run) -> dict:
+    """Global attributes of the engine's sizes: ``engine_sizes`` (JSON of `SimSizes`' integer
+    sizes, as of the run that gave the results; ``buffer_capacity`` is the task buffer, ``B`` the
+    rows the engine held of it) and ``engine_task_rows`` (the rows of each run the adaptive
+    capacities made, the last one kept)."""
+    sizes = {k: int(v) for k, v in vars(run.sizes).items() if isinstance(v, int) and not isinstance(v, bool)}
+    rows = [int(r) for r in getattr(run, "rows_tried", ())] or ([sizes["B"]] if "B" in sizes else [])
+    return {"engine_sizes": json.dumps(sizes, sort_keys=True), "engine_task_rows": np.asarray(rows, np.int64)}
+
+
 def build_dataset(
     run,
     *,
@@ -234,6 +245,7 @@ def build_dataset(
         "load": float(run.load),
         **placement_attrs(run.placement_info[0] if run.placement_info else {}),
         **{f"seconds_{k}": float(v) for k, v in run.seconds.items()},
+        **engine_size_attrs(run),
         **(extra_attrs or {}),
     }
     attrs = standard_attrs(config_yaml, seed, plugin_versions, extra)

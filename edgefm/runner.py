@@ -30,10 +30,10 @@ from edgefm.config.schema import SimConfig
 from edgefm.errors import ConfigError, EdgefmError
 from edgefm.interfaces import options as component_options
 from edgefm.sim.keys import realisation_keys
-from edgefm.sim.prepare import compute_sizes, make_params, stack_arrays
+from edgefm.sim.prepare import compute_sizes, expected_in_flight, make_params, row_class, stack_arrays
 from edgefm.sim.rollout import simulate
 from edgefm.sim.failures import failing
-from edgefm.sim.types import CORE_DISPATCH_RULES, LIGHT_ORDERS, ROOT_READY_RULES, SimSizes
+from edgefm.sim.types import CAPACITIES, CORE_DISPATCH_RULES, LIGHT_ORDERS, ROOT_READY_RULES, SimSizes
 
 log = logging.getLogger("edgefm")
 
@@ -63,7 +63,7 @@ def validate_sim(sim) -> None:
         if abs(slots - round(slots)) > 1e-9:
             raise ConfigError(f"sim.{name}", value, f"a whole multiple of sim.slot_ms = {sim.slot_ms}")
     for name, accepted in (("core_dispatch", CORE_DISPATCH_RULES), ("root_ready", ROOT_READY_RULES),
-                           ("light_order", LIGHT_ORDERS)):
+                           ("light_order", LIGHT_ORDERS), ("capacities", CAPACITIES)):
         if getattr(sim, name) not in accepted:
             raise ConfigError(f"sim.{name}", getattr(sim, name), "one of: " + ", ".join(accepted))
     for name in ("max_core_ready", "max_light_waiting"):
@@ -187,6 +187,7 @@ class EngineRun:
     load: float
     seconds: dict[str, float]
     link_up: np.ndarray | None = None  # [instance, slot, link] bool: the failure model's link schedule
+    rows_tried: tuple[int, ...] = ()  # the task rows of each engine run (adaptive capacities), the last = sizes.B
 
 
 # placements solved in this process: (placement class, options, slot, scenario fingerprint) -> result
@@ -317,6 +318,15 @@ def _progress_bar(show: bool, what: str):
         yield update
 
 
+def initial_rows(scenarios, sim, *, load: float, peak_factor: float) -> int | None:
+    """The task rows the engine starts with: None (the whole buffer) under ``sim.capacities=worst_case``,
+    else the class (`row_class`: a power of two, so up to 2x of headroom) of the tasks Little's law
+    expects in flight (`expected_in_flight`)."""
+    if sim.capacities == "worst_case":
+        return None
+    return row_class(expected_in_flight(scenarios, load=load, peak_factor=peak_factor))
+
+
 def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None, placement_info=None) -> EngineRun:
     """Solve the placement (unless `x_core` is given), then simulate every realisation of every instance.
     ``sim`` is a `SimSettings` (checked when it was made, as the components were)."""
@@ -331,8 +341,9 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
         except EdgefmError as exc:
             raise _overload_hint(exc, scenarios, load) from exc
     seconds["placement"] = time.perf_counter() - t0
-    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=float(components.workload.peak_factor()),
-                          failures=failing(components.failure))
+    peak = float(components.workload.peak_factor())
+    failures = failing(components.failure)
+    sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=peak, failures=failures)  # the worst case
     if getattr(sim, "memory_check", False):
         from edgefm.io.budget import check_memory
 
@@ -343,11 +354,21 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     t0 = time.perf_counter()
     show = bool(sim.progress) and sys.stderr.isatty()
     chunk = int(sim.chunk_slots) or (max(1, sizes.T // 20) if show else 0)
-    with _progress_bar(show, f"{len(scenarios)} x {int(sim.realisations)} realisations, {sizes.T} slots") as progress:
-        out = simulate(keys, arrays, params, sizes, components.channel, components.workload, components.controller,
-                       chunk_slots=chunk, progress=progress, failure=components.failure,
-                       batch=None if sim.batch is None else int(sim.batch))
-        out = jax.tree.map(np.asarray, jax.block_until_ready(out))
+    rows = initial_rows(scenarios, sim, load=load, peak_factor=peak)
+    attempts = []
+    while True:  # adaptive capacities: a run that overflowed its rows is redone with twice as many
+        sizes = compute_sizes(scenarios, x_core, sim, load=load, peak_factor=peak, failures=failures, rows=rows)
+        attempts.append(sizes.B)
+        with _progress_bar(show, f"{len(scenarios)} x {int(sim.realisations)} realisations, {sizes.T} slots") as bar:
+            out = simulate(keys, arrays, params, sizes, components.channel, components.workload,
+                           components.controller, chunk_slots=chunk, progress=bar, failure=components.failure,
+                           batch=None if sim.batch is None else int(sim.batch))
+            out = jax.tree.map(np.asarray, jax.block_until_ready(out))
+        if not (np.sum(out["list_overflow"]) and sizes.B < sizes.task_capacity):
+            break
+        rows = 2 * sizes.B
+        log.info(f"edgefm: {int(np.sum(out['list_overflow']))} list-size events with {sizes.B} task rows: "
+                 f"running again with {min(rows, sizes.task_capacity)}")
     seconds["simulate"] = time.perf_counter() - t0
     overflow = int(np.sum(out["list_overflow"]))
     if overflow:
@@ -360,6 +381,7 @@ def run_engine(scenarios, components: Components, sim, *, seed: int, x_core=None
     return EngineRun(
         outputs=out,
         sizes=sizes,
+        rows_tried=tuple(attempts),
         scenarios=list(scenarios),
         x_core=list(x_core),
         placement_info=list(placement_info or [{} for _ in scenarios]),

@@ -211,7 +211,7 @@ def reference_runs(case, reference_controller, sim_changes):
         simulate_reference(
             sc, x_core, arrivals[r], uplink[r], light_rate[r], slot_ms=case.sim.slot_ms,
             arrival_slots=sizes.T_arr, total_slots=sizes.T, core_dispatch=case.sim.core_dispatch,
-            y_max=case.sim.y_max, max_light_instances=sizes.X, buffer_capacity=sizes.B,
+            y_max=case.sim.y_max, max_light_instances=sizes.X, buffer_capacity=sizes.task_capacity,
             controller=reference_controller, **sim_changes,
         )
         for r in range(case.R)
@@ -270,7 +270,7 @@ def test_the_options_matter_in_the_small_runs(small_runs, name):
         simulate_reference(
             sc, x_core, arrivals[r], uplink[r], light_rate[r], slot_ms=case.sim.slot_ms,
             arrival_slots=sizes.T_arr, total_slots=sizes.T, core_dispatch=case.sim.core_dispatch,
-            y_max=case.sim.y_max, max_light_instances=sizes.X, buffer_capacity=sizes.B, controller=control,
+            y_max=case.sim.y_max, max_light_instances=sizes.X, buffer_capacity=sizes.task_capacity, controller=control,
             **SMALL_SIM[name],
         )
     assert counts["changed"] >= 30, counts

@@ -60,7 +60,7 @@ def compared(request, engine, engine_tools):
         refs.append(simulate_reference(
             sc, x_core, arrivals[r], uplink[r], light_rate[r], slot_ms=case.sim.slot_ms,
             arrival_slots=sizes.T_arr, total_slots=sizes.T, core_dispatch=rule, y_max=case.sim.y_max,
-            max_light_instances=sizes.X, buffer_capacity=sizes.B, controller=control,
+            max_light_instances=sizes.X, buffer_capacity=sizes.task_capacity, controller=control,
             root_ready=case.sim.root_ready, light_order=case.sim.light_order, fading=case.channel.fading_mode(),
         ))
         instances.append(where)

@@ -60,7 +60,7 @@ def compared(request):
         simulate_reference(
             sc, x_core, arrivals[r], uplink[r], light_rate[r], slot_ms=case.sim.slot_ms,
             arrival_slots=sizes.T_arr, total_slots=sizes.T, core_dispatch=rule, y_max=case.sim.y_max,
-            max_light_instances=sizes.X, buffer_capacity=sizes.B, controller=ref_controller,
+            max_light_instances=sizes.X, buffer_capacity=sizes.task_capacity, controller=ref_controller,
             node_up=node_up[r], link_up=link_up,
         )
         for r in range(case.R)

@@ -487,3 +487,41 @@ def test_rank_in_group_counts_earlier_valid_entries_of_the_group(L, groups):
         expect = (np.cumsum(onehot, 0) - onehot)[np.arange(L), group]
     got = np.asarray(rank_in_group(jnp.asarray(group), jnp.asarray(valid), groups))
     np.testing.assert_array_equal(got, expect)
+
+
+@pytest.mark.parametrize("load,buffer_factor", [(2.0, 2.0), (6.0, 0.05)])
+def test_adaptive_capacities_redo_an_overflowing_run_until_it_equals_a_run_sized_for_the_worst_case(
+        load, buffer_factor, engine_tools, monkeypatch):
+    """`sim.capacities=adaptive` started with half the task rows it needs: each run that overflowed
+    is redone with twice the rows, and the run kept equals, value by value, the one that held the
+    whole task buffer from the start (`worst_case`), tasks dropped by a full buffer included
+    (6x into a buffer of buffer_factor 0.05)."""
+    from edgefm import runner
+    from conftest import CHANNEL, LBRR, PLACEMENT, WORKLOAD, scenario_instances, with_load
+
+    scs, x_core = scenario_instances("small")
+    components = runner.Components(placement=PLACEMENT, controller=LBRR, channel=CHANNEL,
+                                   workload=with_load(WORKLOAD, load))
+
+    def run(capacities):
+        sim = engine_tools.sim_settings(rule="earliest_start", arrival_ms=100.0, drain_ms=60.0, realisations=3,
+                                        buffer_factor=buffer_factor, capacities=capacities)
+        return runner.run_engine(scs, components, sim, seed=5, x_core=x_core, placement_info=[{}])
+
+    full = run("worst_case")
+    capacity, peak = full.sizes.task_capacity, int(full.outputs["buffer_peak"].max())
+    start = -(-peak // 2)  # half the rows needed: one run short of rows
+    monkeypatch.setattr(runner, "initial_rows", lambda *a, **k: start)
+    grown = run("adaptive")
+    assert full.rows_tried == (capacity,) and int(full.outputs["list_overflow"].sum()) == 0
+    rows = grown.rows_tried
+    assert len(rows) >= 2 and rows[0] == start and all(b == min(2 * a, capacity) for a, b in zip(rows, rows[1:]))
+    assert rows[-2] < peak <= rows[-1]  # each run before the last one was short of rows, the last one is not
+    assert grown.sizes.B == rows[-1] and int(grown.outputs["list_overflow"].sum()) == 0
+    if buffer_factor < 1:
+        assert int(full.outputs["tasks_dropped"].sum()) > 0 and rows[-1] == capacity
+    else:
+        assert int(full.outputs["tasks_dropped"].sum()) == 0 and rows[-1] < capacity
+    assert full.outputs.keys() == grown.outputs.keys()
+    for name, value in full.outputs.items():
+        np.testing.assert_allclose(grown.outputs[name], value, rtol=1e-12, atol=0, err_msg=name)

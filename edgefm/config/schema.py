@@ -33,6 +33,13 @@ class RootReady(enum.Enum):
     arrival = "arrival"  # at its arrival boundary, while the upload may still run
 
 
+class Capacities(enum.Enum):
+    """How the engine sizes its task rows (docs/ENGINE.md, "Sizes"); the results do not depend on it."""
+
+    adaptive = "adaptive"  # rows for the tasks expected in flight; doubled and the run redone on an overflow
+    worst_case = "worst_case"  # rows for the whole task buffer from the start
+
+
 class LightOrder(enum.Enum):
     """The service order of a light instance's admitted jobs (docs/SEMANTICS.md §2.7)."""
 
@@ -55,6 +62,7 @@ class SimConfig:
     y_max: int = 20  # most stages one light instance may hold at once (its parallelism bound)
     max_light_instances: int = 8  # light instance slots per (node, light service)
     buffer_factor: float = 2.0  # task buffer = buffer_factor x expected tasks in flight (+ margin)
+    capacities: Capacities = Capacities.adaptive  # engine task rows: adaptive (grown on overflow) | worst_case
     max_core_ready: int = 0  # ready core stages handled per slot; 0 = sized automatically
     max_light_waiting: int = 0  # waiting light stages handled per slot; 0 = sized automatically
     quantiles: List[float] = field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99])  # latency quantile levels
@@ -158,6 +166,7 @@ __all__ = [
     "CONFIG_DIR_ENV",
     "ClosuresConfig",
     "CoreDispatch",
+    "Capacities",
     "LightOrder",
     "RootReady",
     "EdgefmConfig",

@@ -46,8 +46,11 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
     n = jnp.clip(cell % N, 0, N - 1)
     ids = st.next_id + a
     free_slots = jnp.nonzero(~st.alive, size=A, fill_value=B)[0]
-    admitted = valid & (free_slots < B)
-    dropped = valid & ~admitted
+    # the buffer takes arrivals while it holds fewer than task_capacity tasks; one it takes that no
+    # engine row holds (B < task_capacity) is lost to the run and counted as an overflow
+    taken = valid & (a < sizes.task_capacity - st.alive.sum())
+    admitted = taken & (free_slots < B)
+    dropped = valid & ~taken
     if isinstance(st.upload, UploadSchedule):
         up_end = uplink_end_per_slot(st.upload, t, u, arrays.input_size[n], slot_ms)
     else:
@@ -60,7 +63,7 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
 
     bidx = jnp.where(admitted, free_slots, B)
     jidx = jnp.where(valid, ids, J)
-    overflow = jnp.maximum(total - A, 0) + jnp.sum(valid & (ids >= J))
+    overflow = jnp.maximum(total - A, 0) + jnp.sum(valid & (ids >= J)) + jnp.sum(taken & ~admitted)
     return eqx.tree_at(
         lambda s: (
             s.alive, s.ttype, s.user, s.tid, s.arrival, s.uplink_end,

@@ -102,24 +102,51 @@ def stack_arrays(scenarios, placements, Ic: int, total_slots: int, schedules=Non
     return ScenarioArrays(**{k: jnp.asarray(np.stack([p[k] for p in per])) for k in per[0]})
 
 
-def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float, failures: bool = False) -> SimSizes:
-    """Static sizes from the scenarios and the `sim` config (see README, "Buffers and lists").
-    With ``failures`` the per-boundary lists hold the whole buffer: a node that fails can send every
-    stage queued on it back to the waiting queues at once (docs/SEMANTICS.md §12)."""
+MIN_ROWS = 256  # the smallest class of task rows (adaptive capacities)
+
+
+def size_load(load: float) -> float:
+    """The load's size class (1, 2, 4, ...x): sizes follow it, so a sweep over loads within a class
+    reuses the compiled program."""
+    return 2.0 ** math.ceil(math.log2(max(load, 1.0)))
+
+
+def expected_in_flight(scenarios, *, load: float, peak_factor: float) -> float:
+    """Tasks in flight per realisation by Little's law, for the most loaded instance at the load's
+    size class: the arrival rate (tasks/ms) times the mean time a task stays, taken as its type's
+    deadline D_n (ms, weighted by the types' rates): a task on time leaves by its deadline."""
+    stay = []
+    for s in scenarios:
+        rate = np.asarray(s.arrival_rate, float)  # [U,N] tasks/ms at 1x
+        stay.append(float((rate.sum(0) * np.asarray(s.deadline, float)).sum()))
+    return max(stay) * size_load(load) * peak_factor
+
+
+def row_class(rows: float) -> int:
+    """Task rows snapped to a class: the power of two at or above ``rows``, at least `MIN_ROWS`, so
+    that runs of about the same size share the compiled program."""
+    return 1 << max(MIN_ROWS.bit_length() - 1, math.ceil(math.log2(max(rows, 1.0))))
+
+
+def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float, failures: bool = False,
+                  rows: int | None = None) -> SimSizes:
+    """Static sizes from the scenarios and the `sim` config (docs/ENGINE.md, "Sizes").
+
+    The task buffer (`SimSizes.task_capacity`, what decides ``tasks_dropped``) is sized for the worst
+    case; the engine holds ``rows`` of it (`SimSizes.B`, at most the buffer; None: all of it), and the
+    per-boundary lists follow the rows. With ``failures`` those lists hold every row: a node that
+    fails can send every stage queued on it back to the waiting queues at once (docs/SEMANTICS.md §12)."""
     sc0 = scenarios[0]
     dt = float(sim.slot_ms)
     T_arr = int(round(sim.arrival_ms / dt))
     T = T_arr + int(round(sim.drain_ms / dt))
-    # Sizes follow the load's size class (1, 2, 4, ...x), so a sweep over loads within a class
-    # reuses the compiled program.
-    size_load = 2.0 ** math.ceil(math.log2(max(load, 1.0)))
-    per_slot = max(float(s.arrival_rate.sum()) for s in scenarios) * size_load * dt * peak_factor
+    per_slot = max(float(s.arrival_rate.sum()) for s in scenarios) * size_load(load) * dt * peak_factor
     A = int(math.ceil(per_slot + 8.0 * math.sqrt(per_slot) + 8))
     total = per_slot * T_arr
     J = int(math.ceil(total + 8.0 * math.sqrt(total) + 16))
     d_max = max(float(s.deadline.max()) for s in scenarios)
-    B = int(math.ceil(sim.buffer_factor * per_slot * (d_max / dt + 1))) + A
-    B = min(B, J)
+    buffer = min(int(math.ceil(sim.buffer_factor * per_slot * (d_max / dt + 1))) + A, J)
+    B = buffer if rows is None else max(1, min(int(rows), buffer))
     # stages that become ready at one boundary: arrivals' roots plus the children of a slot's
     # completions, which can be many when a backlog clears
     Ln = B if failures else max(4 * A, B // 4)
@@ -154,6 +181,7 @@ def compute_sizes(scenarios, placements, sim, *, load: float, peak_factor: float
         quantiles=tuple(float(q) for q in sim.quantiles),
         root_ready=str(sim.root_ready),
         light_order=str(sim.light_order),
+        buffer_capacity=buffer,
     )
 
 

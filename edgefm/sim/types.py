@@ -19,6 +19,7 @@ CAPACITY_TOL = 1e-9  # Eq. 8 tolerance on float sums of resource needs
 CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
 ROOT_READY_RULES = ("uplink_end", "arrival")  # when a root stage becomes ready (docs/SEMANTICS.md §2.3)
 LIGHT_ORDERS = ("input_arrival", "dispatch")  # the service order of a light FIFO (docs/SEMANTICS.md §2.7)
+CAPACITIES = ("adaptive", "worst_case")  # how the engine's task rows are sized (docs/ENGINE.md, "Sizes")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class SimSizes:
     S: int  # max stages per task type
     P: int  # max parents per stage
     U: int  # users
-    B: int  # task buffer capacity (tasks in flight per realisation)
+    B: int  # task rows: tasks in flight the engine holds per realisation (<= task_capacity)
     X: int  # light instance slots per (node, light service)
     Q: int  # light FIFO length = y_max (static bound of the parallelism)
     Ic: int  # core instances (the most over sampled instances, padded to a power of two >= 16)
@@ -48,6 +49,14 @@ class SimSizes:
     quantiles: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
     root_ready: str = "uplink_end"  # "uplink_end" | "arrival" (ROOT_READY_RULES)
     light_order: str = "input_arrival"  # "input_arrival" | "dispatch" (LIGHT_ORDERS)
+    buffer_capacity: int = 0  # tasks held at once before an arrival is dropped (SEMANTICS §2); 0: B
+
+    @property
+    def task_capacity(self) -> int:
+        """Tasks held at once before an arrival is dropped: `buffer_capacity`, or B where it is 0.
+        With fewer rows than that (`B` < `task_capacity`), an arrival the buffer takes but no row
+        holds is counted in ``list_overflow``, and the run is approximate."""
+        return self.buffer_capacity or self.B
 
 
 class ScenarioArrays(eqx.Module):
