@@ -55,7 +55,13 @@ class FolderLockedError(EdgefmError):
 
 
 class MergeError(EdgefmError):
-    """A multirun folder whose datasets do not match their jobs' configs (nothing is merged)."""
+    """A multirun folder whose datasets do not match their jobs' configs, or with jobs that have no
+    dataset (nothing is merged)."""
+
+
+class LaunchError(EdgefmError):
+    """A job of a multirun that its launcher could not complete (a Ray worker or node died more often
+    than the retries allow); the finished jobs keep their datasets."""
 
 
 class Refused(BaseException):
@@ -119,7 +125,7 @@ def composition_message(text: str) -> str:
     head = re.match(r"In '([^']+)': (\w+) raised while composing config:?$", lines[0]) if lines else None
     if head:
         where, lines = head.group(1), lines[1:]
-    fields = dict(re.findall(r"^(full_key|object_type|reference_type)[:=]\s*(.*)$", "\n".join(lines), re.M))
+    fields = dict(re.findall(r"^(full_key|object_type|reference_type)[:=]\s*(.*)$", "\n".join(lines), re.MULTILINE))
     details = [line for line in lines if not re.match(r"^(full_key|object_type|reference_type)[:=]", line)]
     key = fields.get("full_key", "")
     missing = re.match(r"Key '([^']+)' not in '([^']+)'", details[0]) if details else None
@@ -179,7 +185,12 @@ def os_error_message(exc: OSError) -> str | None:
 
 def error_message(exc: BaseException) -> str | None:
     """The one-line message of a bad-input error, or None for anything else (a bug)."""
-    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+    from hydra.errors import (
+        ConfigCompositionException,
+        HydraException,
+        MissingConfigException,
+        OverrideParseException,
+    )
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(exc, Refused):
@@ -225,16 +236,17 @@ def report(exc: BaseException, file=None, prefix: str = "") -> int:
 
 
 __all__ = [
-    "ConfigError",
     "EXIT_BAD_INPUT",
+    "TRACEBACK_ENV",
+    "ConfigError",
     "EdgefmError",
     "FolderLockedError",
+    "LaunchError",
     "MergeError",
     "PluginError",
     "Refused",
     "ResourceError",
     "SolverError",
-    "TRACEBACK_ENV",
     "error_message",
     "report",
 ]

@@ -16,8 +16,10 @@ its labels are the job values in the order the jobs ran (numbers as float where 
 The run's own length-1 sweep dimensions (strategy, controller, placement, channel, workload, load,
 seed) that were not swept become coordinates (scalar if equal in every job, else along the swept
 dimensions: e.g. ``controller`` along ``strategy``). Each job's resolved config YAML is kept in the
-string variable ``job_config`` over the swept dimensions. Cells of jobs without a dataset (failed or
-not yet run) are nan and a warning names them.
+string variable ``job_config`` over the swept dimensions. A job without a dataset (failed, lost or not
+yet run) makes the merge refuse with one line naming its cell (`MergeError`: nothing is written),
+unless ``allow_missing`` (``output.allow_missing``, ``edgefm merge --allow-missing``) asks for its
+cells as nan, with a warning.
 
 Before anything is merged, every job's dataset is checked against its folder (`check_jobs`): the
 config the dataset was made from must be its folder's resolved config (``.hydra/config.yaml``: a
@@ -25,6 +27,10 @@ dataset copied from another job, or left from an earlier command, is refused), a
 differs between jobs must be one a swept override changes (a conf default changed between two
 commands into one sweep folder is refused). A mismatch is a `MergeError` naming the job and the key;
 nothing is written.
+
+During a multirun the callback logs, as each job ends in its process, the jobs done of how many and
+the time left (`Progress`); a launcher whose jobs end in other processes logs the same lines itself
+(edgefm's Ray launcher, ``plugins/hydra_plugins/edgefm_ray_launcher``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +56,7 @@ OVERRIDES = Path(".hydra") / "overrides.yaml"
 JOB_CONFIG = Path(".hydra") / "config.yaml"
 # keys of a job's config that do not change what it computes (a resumed job may differ in them)
 NOT_RESULTS = ("output.skip_existing", "output.merge", "output.print_summary", "output.resume",
-               "output.disk_check", "sim.progress", "sim.memory_check")
+               "output.disk_check", "output.allow_missing", "sim.progress", "sim.memory_check")
 # Hydra/edgefm keys that never define a cell of the experiment grid
 _IGNORED_KEYS = ("hydra", "output")
 
@@ -144,8 +151,9 @@ def _labels(values: list[Any]) -> list[Any]:
 # Merging
 
 
-def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> xr.Dataset:
-    """One dataset for the multirun in ``sweep_dir`` (see the module docstring)."""
+def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc", allow_missing: bool = False) -> xr.Dataset:
+    """One dataset for the multirun in ``sweep_dir`` (see the module docstring). A job without a
+    dataset is a `MergeError` naming its cell, or with ``allow_missing`` nan cells and a warning."""
     from edgefm.io import is_sweep_dim, open_run
 
     sweep_dir = Path(sweep_dir)
@@ -167,7 +175,13 @@ def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> x
     done = [j for j in jobs if j.dataset is not None]
     if not done:
         raise ConfigError("sweep folder", str(sweep_dir), f"a multirun with at least one finished job ({filename})")
+    missing = [j for j in jobs if j.dataset is None]
     names = swept_keys(jobs)
+    if missing and not allow_missing:
+        raise MergeError(
+            f"{sweep_dir}: {_missing_text(missing, len(jobs), filename, names)}; nothing merged: run the same "
+            "multirun again to finish them (a plain multirun with output.resume=last or output.resume=<folder>), "
+            "or merge with their cells nan: edgefm merge --allow-missing (output.allow_missing=true)")
     labels = {key: _labels([j.overrides.get(key, "") for j in jobs]) for key in names}
     opened = {id(job): open_run(job.dataset) for job in done}
     check_jobs(done, {id(job): ds.attrs.get("config") for job, ds in zip(done, opened.values())}, list(names),
@@ -209,14 +223,9 @@ def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> x
     else:
         merged = datasets[0]
     merged = _attach_run_labels(merged, jobs, done, scalars, names, labels)
-    missing = [j for j in jobs if j.dataset is None]
     if missing:
-        warnings.warn(
-            f"{len(missing)} of {len(jobs)} jobs in {sweep_dir} have no {filename} (failed or not run): "
-            + ", ".join(f"{j.folder.name} ({' '.join(f'{k}={v}' for k, v in j.overrides.items())})" for j in missing[:5])
-            + (" ..." if len(missing) > 5 else "") + "; their cells are nan",
-            RuntimeWarning, stacklevel=2,
-        )
+        warnings.warn(f"{sweep_dir}: {_missing_text(missing, len(jobs), filename, names)}; their cells are nan",
+                      RuntimeWarning, stacklevel=2)
     cells = math.prod(len(set(v)) for v in labels.values()) if labels else 1
     merged.attrs.update(
         sweep_dir=str(sweep_dir),
@@ -228,6 +237,15 @@ def merge_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> x
     )
     merged.attrs.pop("config", None)  # per job: see job_config
     return merged
+
+
+def _missing_text(missing: Sequence[Job], total: int, filename: str, swept: Sequence[str]) -> str:
+    """``2 of 16 jobs have no results.nc (failed, lost or not run): the cells seed=3, seed=7``: each
+    cell by the overrides ``swept`` (those that differ between jobs)."""
+    cells = [" ".join(f"{k}={j.overrides.get(k, '')}" for k in swept) or j.folder.name for j in missing]
+    shown = ", ".join(cells[:5]) + (f" and {len(cells) - 5} more" if len(cells) > 5 else "")
+    return (f"{len(missing)} of {total} jobs have no {filename} (failed, lost or not run): the "
+            f"cell{'s' if len(cells) > 1 else ''} {shown}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,7 +437,7 @@ def _along_fewest_dims(dims: list[str], grid: np.ndarray):
     return dims, grid
 
 
-def write_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> Path:
+def write_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc", allow_missing: bool = False) -> Path:
     """`merge_sweep` written atomically to ``<sweep_dir>/sweep.nc``; returns the path. The folder
     is locked meanwhile (a multirun still running there refuses a merge by hand)."""
     from edgefm.io import write_netcdf_atomic
@@ -428,8 +446,60 @@ def write_sweep(sweep_dir: str | os.PathLike, filename: str = "results.nc") -> P
     if not Path(sweep_dir).is_dir():
         merge_sweep(sweep_dir, filename)  # says what is missing
     with lock_folder(sweep_dir, "sweep"):
-        merged = merge_sweep(sweep_dir, filename)
+        merged = merge_sweep(sweep_dir, filename, allow_missing=allow_missing)
         return write_netcdf_atomic(merged, Path(sweep_dir) / SWEEP_FILENAME)
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Progress:
+    """The jobs done of a multirun and the time left: `finished` counts a job that ended and gives
+    the line ``edgefm: jobs done 5/16 (2 skipped, 1 failed), 40 s so far, about 1 min 28 s left``.
+    The time left is the time so far per job computed in this command (skipped jobs, already done
+    in an earlier one, take none) times the jobs still to end; with parallel jobs it is their
+    throughput that counts, so the estimate holds for any launcher."""
+
+    def __init__(self, total: int | None, clock=time.monotonic):
+        self.total, self.clock, self.start = total, clock, clock()
+        self.done = self.skipped = self.failed = 0
+
+    def finished(self, skipped: bool = False, failed: bool = False) -> str:
+        self.done += 1
+        self.skipped += bool(skipped)
+        self.failed += bool(failed)
+        elapsed = self.clock() - self.start
+        of = f"/{self.total}" if self.total else ""
+        notes = [f"{n} {what}" for n, what in ((self.skipped, "skipped"), (self.failed, "failed")) if n]
+        line = f"edgefm: jobs done {self.done}{of}" + (f" ({', '.join(notes)})" if notes else "")
+        line += f", {_duration(elapsed)} so far"
+        computed = self.done - self.skipped
+        if self.total and self.done < self.total and computed > 0:
+            line += f", about {_duration(elapsed / computed * (self.total - self.done))} left"
+        return line
+
+
+def job_outcome(job_return) -> tuple[bool, bool]:
+    """(skipped, failed) of a Hydra `JobReturn` of edgefm's task function (`edgefm.cli.run`: a
+    summary dict, ``skipped`` for a job already done, ``failed`` for one refused with bad input)."""
+    from hydra.core.utils import JobStatus
+
+    if job_return is None or job_return.status != JobStatus.COMPLETED:
+        return False, True
+    value = job_return._return_value
+    if not isinstance(value, dict):
+        return False, False
+    return bool(value.get("skipped")), bool(value.get("failed"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -498,6 +568,8 @@ class MergeCallback(_Callback):
 
     def __init__(self) -> None:
         self.total: int | None = None
+        self.pid: int | None = None  # the process that runs the multirun (the launcher's, for the progress)
+        self.progress: Progress | None = None
 
     def on_run_start(self, config, **kwargs) -> None:
         _lock_output(str(config.hydra.run.dir), "run")
@@ -508,6 +580,7 @@ class MergeCallback(_Callback):
             self.total = len(expected_jobs(config))
         except Exception:  # noqa: BLE001 - only a progress display
             self.total = None
+        self.pid, self.progress = os.getpid(), Progress(self.total)
 
     def on_job_start(self, config, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -523,16 +596,30 @@ class MergeCallback(_Callback):
         overrides = " ".join(hc.overrides.task)
         log.info(f"edgefm: job {hc.job.num + 1}{of}: {overrides}")
 
+    def on_job_end(self, config, job_return=None, **kwargs) -> None:
+        # the jobs a launcher runs in this process (the basic one); a launcher running them in other
+        # processes or on other machines reports their progress itself
+        if self.progress is None or os.getpid() != self.pid:
+            return
+        skipped, failed = job_outcome(job_return)
+        log.info(self.progress.finished(skipped=skipped, failed=failed))
+
     def on_multirun_end(self, config, **kwargs) -> None:
         if not bool(config.output.get("merge", True)):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            path = write_sweep(sweep_dir, str(config.output.filename))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                path = write_sweep(sweep_dir, str(config.output.filename),
+                                   allow_missing=bool(config.output.get("allow_missing", False)))
         except EdgefmError as exc:
             log.warning(f"edgefm: no sweep dataset written: {exc}")
             return
+        for warning in caught:  # output.allow_missing: the missing cells, one line each
+            log.warning(f"edgefm: {warning.message}")
         log.info(f"edgefm: merged the multirun into {path} (`edgefm report {path}`)")
 
 
-__all__ = ["MergeCallback", "check_jobs", "find_jobs", "merge_sweep", "parse_overrides", "swept_keys", "write_sweep"]
+__all__ = ["MergeCallback", "Progress", "check_jobs", "find_jobs", "job_outcome", "merge_sweep", "parse_overrides",
+           "swept_keys", "write_sweep"]

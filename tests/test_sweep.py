@@ -16,6 +16,7 @@ import edgefm.runner
 from edgefm.analysis import write_report
 from edgefm.cli import main
 from edgefm.io import open_run, to_dataset, write_netcdf_atomic
+from edgefm.errors import MergeError
 from edgefm.sweep import merge_sweep, parse_overrides
 
 # the shapes of `debug=default` in every job (the small scenario, 2 realisations, 60 slots), so
@@ -214,20 +215,78 @@ def test_merge_of_jobs_with_different_horizons_pads_the_shorter_ones(tmp_path):
     np.testing.assert_array_equal(ds["tasks_in_flight"].sel(arrival_ms=5).values[0, 1], [5, 6, 7, 8, 9])
 
 
-def test_merge_leaves_missing_jobs_nan_and_ignores_folders_of_other_commands(tmp_path):
+def test_merge_refuses_missing_jobs_naming_their_cells_unless_allowed_and_ignores_folders_of_other_commands(
+        tmp_path, capsys):
     multirun_yaml(tmp_path, ["workload.load=1,2,3"], {})
     for num, load in enumerate([1, 2, 3]):
         fake_job(tmp_path / f"workload.load={load}", num, [f"workload.load={load}"], run_labels("s", "c", float(load)),
                  value=load / 10, write=load != 2)
     # a folder from an earlier command in the same sweep folder (another override): not merged
     fake_job(tmp_path / "stale", 0, ["workload.load=1", "sim.y_max=3"], run_labels("s", "c", 1.0), value=0.9)
+    with pytest.raises(MergeError, match=r"1 of 3 jobs have no results.nc \(failed, lost or not run\): the cell "
+                                         r"workload.load=2; nothing merged"):
+        merge_sweep(tmp_path)
+    # the command: one line naming the cell and the way out, nothing written
+    assert main(["merge", str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"edgefm: error: {tmp_path}: 1 of 3 jobs have no results.nc") and "the cell workload.load=2;" in line
+    assert "output.resume=last" in line and "--allow-missing" in line, line
+    assert not (tmp_path / "sweep.nc").exists()
+
+    # asked for: the missing cells are nan, with a warning naming them
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = merge_sweep(tmp_path)
-    assert any("1 of 3 jobs" in str(w.message) for w in caught)
+        ds = merge_sweep(tmp_path, allow_missing=True)
+    (warning,) = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert "1 of 3 jobs have no results.nc" in str(warning.message) and "the cell workload.load=2;" in str(warning.message)
     assert ds["load"].values.tolist() == [1, 2, 3]
     rate = ds["ontime_rate"].values[:, 0, 0]
     assert rate[0] == pytest.approx(0.1) and np.isnan(rate[1]) and rate[2] == pytest.approx(0.3)
+    assert ds.attrs["sweep_jobs"] == 3 and ds.attrs["sweep_jobs_merged"] == 2
+    assert main(["merge", str(tmp_path), "--allow-missing"]) == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"edgefm: warning: {tmp_path}: 1 of 3 jobs have no results.nc (failed, lost or not run): the cell "
+                    "workload.load=2; their cells are nan")
+    merged = open_run(tmp_path / "sweep.nc")
+    assert np.isnan(merged["ontime_rate"].sel(load=2).values).all()
+    np.testing.assert_allclose(merged["ontime_rate"].sel(load=3).values, [[0.3, 0.3]])
+
+
+def test_the_multiruns_merge_refuses_missing_cells_in_one_log_line_unless_output_allow_missing(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from edgefm.sweep import MergeCallback
+
+    multirun_yaml(tmp_path, ["seed=0,1"], {})
+    for seed in (0, 1):
+        fake_job(tmp_path / str(seed), seed, [f"seed={seed}"], run_labels("s", "c", 1.0, seed=seed), value=0.5,
+                 write=seed == 0)
+    for allow in (False, True):
+        caplog.clear()
+        config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}},
+                                   "output": {"merge": True, "filename": "results.nc", "allow_missing": allow}})
+        with caplog.at_level("INFO", logger="edgefm.sweep"):
+            MergeCallback().on_multirun_end(config)
+        lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(lines) == 1 and "1 of 2 jobs have no results.nc" in lines[0] and "the cell seed=1;" in lines[0], lines
+        if not allow:
+            assert lines[0].startswith("edgefm: no sweep dataset written: ") and not (tmp_path / "sweep.nc").exists()
+        else:
+            assert lines[0].endswith("their cells are nan")
+            merged = open_run(tmp_path / "sweep.nc")
+            np.testing.assert_allclose(merged["ontime_rate"].sel(seed=0).values, [[0.5, 0.5]])
+            assert np.isnan(merged["ontime_rate"].sel(seed=1).values).all()
+
+
+def test_merge_names_at_most_five_missing_cells(tmp_path):
+    multirun_yaml(tmp_path, ["seed=range(0,8)"], {})
+    for seed in range(8):
+        fake_job(tmp_path / str(seed), seed, [f"seed={seed}"], run_labels("s", "c", 1.0, seed=seed), value=seed / 10,
+                 write=seed == 0)
+    with pytest.raises(MergeError) as caught:
+        merge_sweep(tmp_path)
+    assert "7 of 8 jobs have no results.nc (failed, lost or not run): the cells seed=1, seed=2, seed=3, seed=4, " \
+           "seed=5 and 2 more; nothing merged" in str(caught.value)
 
 
 def test_merge_of_a_folder_without_jobs_is_a_one_line_error(tmp_path, capsys):

@@ -181,7 +181,15 @@ def _sweep_root(pattern: str, cfg) -> tuple[Path, bool]:
 
 
 def _task_lines(lines) -> list[str]:
-    return [str(o) for o in lines if not str(o).lstrip("+~").startswith("output.resume=")]
+    """The overrides that make a multirun's jobs, as ``multirun.yaml`` keeps them (its
+    ``hydra.overrides.task``): without ``output.resume`` and without Hydra's own (``hydra.*``,
+    ``hydra/*``: the launcher and its options, which Hydra keeps apart)."""
+    kept = []
+    for line in map(str, lines):
+        key = line.split("=", 1)[0].lstrip("+~")
+        if key != "output.resume" and not key.startswith(("hydra.", "hydra/")):
+            kept.append(line)
+    return kept
 
 
 def resume_folder(argv: list[str], conf_dir: Path) -> list[str]:
@@ -273,8 +281,10 @@ def _patched(argv: list[str], env: dict[str, str]):
 _APP: dict[str, Any] = {}
 
 
-def _job(cfg) -> None:
-    """The Hydra task function (module level, so launchers can send it to other processes)."""
+def _job(cfg) -> dict[str, Any]:
+    """The Hydra task function (module level, so launchers can send it to other processes). Its value
+    is the run's summary (``skipped`` when the dataset was there already), or ``{"failed": ...}`` for
+    bad input reported by this process at the end (a multirun's progress counts them)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -283,7 +293,7 @@ def _job(cfg) -> None:
     if not in_app:
         enable_compilation_cache()
     try:
-        run_job(cfg, hydra_cfg.runtime.output_dir, _APP.get("registry") if in_app else None)
+        return run_job(cfg, hydra_cfg.runtime.output_dir, _APP.get("registry") if in_app else None)
     except Exception as exc:
         if error_message(exc) is None or not in_app:
             # a bug: Hydra re-raises it (HYDRA_FULL_ERROR) and we print the traceback; in another
@@ -294,6 +304,18 @@ def _job(cfg) -> None:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             label = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): "
         _APP["failures"].append((label, exc))
+        return {"failed": error_message(exc)}
+
+
+def job_failed(label: str, exc: BaseException) -> bool:
+    """For a launcher whose jobs run in other processes (edgefm's Ray launcher): keep a job's one-line
+    error (bad input, a job its launcher lost) for this process to report at the end, as it does for
+    the jobs it runs itself, so that the other jobs and the merge go on; False, keeping nothing,
+    outside the edgefm command's process or for an error that is not one line (a bug)."""
+    if _APP.get("pid") != os.getpid() or "failures" not in _APP or error_message(exc) is None:
+        return False
+    _APP["failures"].append((label, exc))
+    return True
 
 
 def run_app(argv: list[str]) -> int:

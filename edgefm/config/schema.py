@@ -82,6 +82,7 @@ class OutputConfig:
     merge: bool = True  # at the end of a multirun, merge the job datasets into <sweep dir>/sweep.nc
     resume: Optional[str] = None  # a multirun (-m) continued in a folder: last (the newest of the same overrides) | <folder>
     disk_check: bool = True  # refuse, before compiling, a run whose dataset may not fit the free disk space
+    allow_missing: bool = False  # a multirun's merge with jobs that have no dataset: their cells nan (true) or refused (false)
 
 
 @dataclass
