@@ -36,6 +36,12 @@ from edgefm_workloads import PoissonWorkload
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
+# The test processes keep JAX's on-disk compile cache off, even where a test runs the CLI in this
+# process (which turns it on for $EDGEFM_JAX_CACHE): serialising an executable into the cache once
+# crashed a test process (a segfault inside XLA's serialisation). The CLI runs in subprocesses still
+# share the cache, as a user's runs do.
+jax.config.update("jax_enable_compilation_cache", False)
+
 CHANNEL = NakagamiChannel()
 WORKLOAD = PoissonWorkload()
 LBRR = LBRRController()

@@ -57,19 +57,32 @@ DECISION_CASES = {
 }
 
 
+SLOW_DECISIONS = ("authors-0.5",)  # the authors' options at 1x stay in the default run
+
+
+class DecisionRuns(dict):
+    """name -> the engine run of `DECISION_CASES[name]`, made when first asked for (the cases that
+    share options share the recording controller, so their program)."""
+
+    def __init__(self, engine_tools):
+        super().__init__()
+        self.tools, self.recording = engine_tools, {}
+
+    def __missing__(self, name):
+        options, load = DECISION_CASES[name]
+        key = tuple(sorted(options.items()))
+        if key not in self.recording:
+            self.recording[key] = RecordingController(ProposedController(**options))
+        scs, x_core = scenario_instances("paper")
+        sim = self.tools.sim_settings(rule="earliest_start", **DECISION_HORIZON)
+        self[name] = self.tools.run_case(scs, x_core, sim, load=load, seed=3, realisations=1, channel=CHANNEL,
+                                         workload=WORKLOAD, controller=self.recording[key])
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def decision_runs(engine_tools):
-    scs, x_core = scenario_instances("paper")
-    sim = engine_tools.sim_settings(rule="earliest_start", **DECISION_HORIZON)
-    recording = {}
-    runs = {}
-    for name, (options, load) in DECISION_CASES.items():
-        key = tuple(sorted(options.items()))
-        if key not in recording:
-            recording[key] = RecordingController(ProposedController(**options))
-        runs[name] = engine_tools.run_case(scs, x_core, sim, load=load, seed=3, realisations=1, channel=CHANNEL,
-                                           workload=WORKLOAD, controller=recording[key])
-    return runs
+    return DecisionRuns(engine_tools)
 
 
 def reference_observation(case, obs: dict, t: int) -> LightObservation:
@@ -137,7 +150,8 @@ def compare_decisions(case, kind="ec", **options):
         yield t, len(ref_obs.waiting), info["steps"], decision.assignment
 
 
-@pytest.mark.parametrize("name", list(DECISION_CASES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_DECISIONS else n
+                                  for n in DECISION_CASES])
 def test_jax_and_reference_algorithm1_take_the_same_decisions(decision_runs, name):
     options, load = DECISION_CASES[name]
     case = decision_runs[name]
@@ -169,6 +183,7 @@ def test_jax_and_reference_algorithm1_take_the_same_decisions(decision_runs, nam
         assert changed >= 30, changed
 
 
+@pytest.mark.slow
 def test_the_decision_runs_cover_at_least_200_boundaries_per_option(decision_runs):
     for options in ({}, AUTHORS):
         runs = [decision_runs[n] for n, (o, _) in DECISION_CASES.items() if o == options]
@@ -230,7 +245,11 @@ def assert_task_by_task(case, refs, min_tasks: int):
         assert case.out["cost_light"][0, r] == pytest.approx(ref.cost_light, rel=1e-12)
 
 
-@pytest.fixture(scope="module", params=list(SMALL_CONTROLLERS))
+SLOW_SMALL = ("proposed_drain", "proposed_authors")  # their options are compared decision by decision above
+
+
+@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_SMALL else c
+                                        for c in SMALL_CONTROLLERS])
 def small_runs(request, engine_tools):
     controller, reference_controller = SMALL_CONTROLLERS[request.param]
     case = small_run(engine_tools, controller, SMALL_SIM[request.param])
@@ -308,6 +327,7 @@ def test_engine_and_reference_agree_on_the_diagnostics(small_runs):
     assert bounded > 100 and roots > 0 and others > 0
 
 
+@pytest.mark.slow
 def test_engine_and_reference_agree_task_by_task_on_the_paper_scenario(engine_tools):
     """The paper scenario (40 ms of arrivals + 100 ms of drain at 0.5x, 2 realisations) under the
     default closures, each simulator driven by its own Algorithm 1: the same per-task completion

@@ -132,6 +132,7 @@ def test_latency_breakdown_sums_to_the_latencies(case):
     assert checked > 0
 
 
+@pytest.mark.slow
 def test_the_horizon_in_pieces_gives_the_same_results(engine):
     """`simulate(chunk_slots=...)` (the progress-bar path) carries the state between pieces (the
     engine's and lbrr's round-robin pointers): every output is identical to one piece."""
@@ -401,6 +402,7 @@ def assert_same_results(out, want):
             np.testing.assert_array_equal(got, w, err_msg=name)
 
 
+@pytest.mark.slow
 def test_the_realisation_layout_does_not_change_the_results(engine):
     """The same realisations run all vmapped on one device (the accelerator layout) and in vmapped
     groups of 5 over two devices give the results of the default CPU layout (one realisation at a time,
@@ -489,7 +491,7 @@ def test_rank_in_group_counts_earlier_valid_entries_of_the_group(L, groups):
     np.testing.assert_array_equal(got, expect)
 
 
-@pytest.mark.parametrize("load,buffer_factor", [(2.0, 2.0), (6.0, 0.05)])
+@pytest.mark.parametrize("load,buffer_factor", [pytest.param(2.0, 2.0, marks=pytest.mark.slow), (6.0, 0.05)])
 def test_adaptive_capacities_redo_an_overflowing_run_until_it_equals_a_run_sized_for_the_worst_case(
         load, buffer_factor, engine_tools, monkeypatch):
     """`sim.capacities=adaptive` started with half the task rows it needs: each run that overflowed

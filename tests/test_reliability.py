@@ -430,6 +430,7 @@ def test_merge_refuses_jobs_made_before_and_after_a_changed_default(good_run, tm
 # Resume
 
 
+@pytest.mark.slow  # (resuming in the same folder is checked in the default run: tests/test_sweep.py)
 def test_an_interrupted_plain_multirun_resumes_with_output_resume_last_and_equals_an_uninterrupted_one(
         good_run, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default sweep folder: outputs/debug/multiruns/<timestamp>

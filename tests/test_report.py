@@ -463,8 +463,8 @@ SHRINK = ["scenario=small", "scenario.instances=1", "sim.realisations=2", "sim.a
 
 @pytest.mark.parametrize("experiment,sweep,dims", [
     # the ladder: two rungs (authors_code, then the uplink on) and the closures they set in force
-    ("ladder", ["strategy=proposed", "variant=ladder_0_authors_code,ladder_1_uplink", "workload.load=1"],
-     {"variant": 2}),
+    pytest.param("ladder", ["strategy=proposed", "variant=ladder_0_authors_code,ladder_1_uplink", "workload.load=1"],
+                 {"variant": 2}, marks=pytest.mark.slow),
     # the breaking point: the backbone sized for each load (closures.plan_load = workload.load)
     ("breaking_point", ["strategy=lbrr", "workload.load=0.5,1.0"], {"load": 2}),
 ])

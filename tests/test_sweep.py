@@ -38,19 +38,31 @@ EXPERIMENTS = {
 }
 
 
+SLOW_EXPERIMENTS = ("fig4_load", "sensitivity", "resilience")  # fig3_strategies and v_tradeoff stay
+
+
+class Experiments(dict):
+    """experiment name -> the folder of its shrunken multirun, run when first asked for."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name: str) -> Path:
+        folder = self.root / name
+        status = main(["-m", f"experiment={name}", *SHRINK, *EXPERIMENTS[name][0], f"hydra.sweep.dir={folder}"])
+        assert status == 0, name
+        self[name] = folder
+        return folder
+
+
 @pytest.fixture(scope="module")
 def experiments(tmp_path_factory):
-    root = tmp_path_factory.mktemp("experiments")
-    out = {}
-    for name, (sweep, _, _) in EXPERIMENTS.items():
-        folder = root / name
-        status = main(["-m", f"experiment={name}", *SHRINK, *sweep, f"hydra.sweep.dir={folder}"])
-        assert status == 0, name
-        out[name] = folder
-    return out
+    return Experiments(tmp_path_factory.mktemp("experiments"))
 
 
-@pytest.mark.parametrize("name", list(EXPERIMENTS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXPERIMENTS else n
+                                  for n in EXPERIMENTS])
 def test_every_experiment_merges_into_one_dataset_and_reports(experiments, name):
     folder = experiments[name]
     _, dims, figures = EXPERIMENTS[name]
@@ -84,6 +96,7 @@ def test_every_experiment_merges_into_one_dataset_and_reports(experiments, name)
     assert "on-time" in summary.lower() or "ontime" in summary
 
 
+@pytest.mark.slow
 def test_resilience_records_the_failures_of_each_cell(experiments):
     ds = open_run(experiments["resilience"] / "sweep.nc")
     node_up = ds["node_up"].sel(node="ES1")

@@ -5,8 +5,12 @@ same results, value by value, as each value run fresh.
 "Fresh" is the same run after `jax.clear_caches()` and with the runner's placement cache emptied:
 nothing traced, compiled or solved for an earlier value survives (the engine keeps no other cache:
 its programs are `equinox.filter_jit` functions of the components, whose traced options are array
-arguments). The CLI multirun of a bursty workload, the case that once computed with a stale option,
-is checked against fresh processes in `tests/test_sweep.py`.
+arguments; the test processes keep JAX's on-disk cache off, tests/conftest.py). The CLI multirun of
+a bursty workload, the case that once computed with a stale option, is checked against fresh
+processes in `tests/test_sweep.py`.
+
+The default run sweeps the Poisson workload's load (and checks that proposed and propavg share one
+program); the other groups are marked slow (`pytest -m slow`): each fresh run is a compile.
 
 Every traced option of every built-in component must have a case here (checked), and every case must
 change the results (so a stale value could not pass unnoticed).
@@ -67,19 +71,6 @@ GROUPS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-    """A fresh run traces and lowers its program again, and finds the executable in JAX's on-disk
-    cache (the cache is keyed by the program's text, so a stale constant could not hit it)."""
-    before = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir",
-                                                   "jax_persistent_cache_min_compile_time_secs")}
-    if before["jax_compilation_cache_dir"] is None:
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    yield
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", before["jax_persistent_cache_min_compile_time_secs"])
-
-
 def changed(base: dict, kind: str, option: str, value) -> dict:
     """The components of ``base`` with one option of one component changed."""
     comp = base[kind]
@@ -126,7 +117,11 @@ def test_every_traced_option_of_every_builtin_component_has_a_case():
     assert missing == []
 
 
-@pytest.mark.parametrize("group", list(GROUPS))
+DEFAULT_GROUPS = ("poisson",)
+
+
+@pytest.mark.parametrize("group", [g if g in DEFAULT_GROUPS else pytest.param(g, marks=pytest.mark.slow)
+                                   for g in GROUPS])
 def test_a_sweep_equals_fresh_runs(group):
     base_changes, cases = GROUPS[group]
     base = {**BASE, **base_changes}
