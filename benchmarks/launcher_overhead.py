@@ -30,8 +30,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,58 +38,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from local_ray import LocalRayHead  # noqa: E402  (the Ray head the cluster tests start)
+
 SHRINK = ["scenario=small", "scenario.instances=1", "sim.realisations=2", "sim.arrival_ms=20",
           "sim.drain_ms=40", "sim.max_light_instances=4", "output.print_summary=false"]
 JOB = ["debug=default", "placement=least_loaded", "controller=lbrr", *SHRINK]
 TIMEOUT = 1800  # s, per command
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-class Cluster:
-    """A Ray head of this machine, every process of it bound to 127.0.0.1, in a process group of its
-    own that `stop` ends (not `ray stop`, which would end every Ray of this user)."""
-
-    def __init__(self, cpus: int, env: dict[str, str]) -> None:
-        exe = Path(sys.executable).with_name("ray")
-        if not exe.is_file():
-            sys.exit(f"no `ray` command beside {sys.executable}: pip install -e '.[ray]'")
-        self.temp = Path(tempfile.mkdtemp(prefix="edgefm-ray-", dir="/tmp"))  # Ray's socket paths stay short
-        self.port, self.cpus = free_port(), cpus
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [str(exe), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}", f"--num-cpus={cpus}",
-             "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=100000000",
-             f"--temp-dir={self.temp}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        out, _ = self.proc.communicate(timeout=300)
-        if self.proc.returncode != 0:
-            self.stop()
-            sys.exit(f"ray start exited {self.proc.returncode}:\n{out[-3000:]}")
-        self.start_s = time.perf_counter() - t0
-        self.address = f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            if gone(self.proc.pid):
-                break
-            os.killpg(self.proc.pid, sig)
-            deadline = time.monotonic() + wait
-            while not gone(self.proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 def edgefm(args: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -123,7 +76,10 @@ def main() -> None:
     seeds = f"seed=range(0,{args.jobs})"
     warm_s = edgefm(["-m", *JOB, seeds, f"hydra.sweep.dir={work / 'warm'}"], work, env)  # fills the compile cache
 
-    cluster = Cluster(args.cpus, env)
+    try:
+        cluster = LocalRayHead(args.cpus, env)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
     try:
         ray = ["hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={cluster.address}"]
         commands = {

@@ -12,7 +12,8 @@
   the resources of conf/hydra/launcher/slurm.yaml;
 - a job array on a real SLURM, where one answers on this machine (skipped otherwise).
 
-The multirun is the two seeds of ``debug=default`` in the shapes the other CLI tests compile
+Everything that starts a cluster or a launcher's processes is marked slow (``pytest -m slow``); the
+default run checks the launcher's refusals and the options it hands to Ray and to sbatch. The multirun is the two seeds of ``debug=default`` in the shapes the other CLI tests compile
 (tests/test_sweep.py), so the shared compile cache ($EDGEFM_JAX_CACHE) has its engine.
 """
 
@@ -22,14 +23,12 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import local_ray
 import numpy as np
 import pytest
 import xarray as xr
@@ -81,9 +80,12 @@ def resumed_values(ds: xr.Dataset) -> xr.Dataset:
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory) -> xr.Dataset:
-    """The multirun with Hydra's basic launcher, in this process."""
+    """The multirun with Hydra's basic launcher, in a process of its own (which puts the engine in the
+    on-disk compile cache, or finds it there: the test processes keep that cache off)."""
     folder = tmp_path_factory.mktemp("basic") / "sweep"
-    assert main([*JOBS, f"hydra.sweep.dir={folder}"]) == 0
+    done = run([sys.executable, "-m", "edgefm", *JOBS, f"hydra.sweep.dir={folder}"], cwd=folder.parent,
+               env=clean_env())
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return open_run(folder / "sweep.nc")
 
 
@@ -103,56 +105,22 @@ def run(cmd, *, cwd, env, timeout=TIMEOUT) -> subprocess.CompletedProcess:
 # Ray
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """(address, environment for a driver) of a Ray head started here, every process of it bound to
-    127.0.0.1; its processes (one process group) are ended at the end of the module."""
+    """(address, environment for a driver) of a Ray head started here (`local_ray.LocalRayHead`, every
+    process bound to 127.0.0.1), stopped at the end of the module."""
     pytest.importorskip("ray", reason="ray is not installed (the test extra has it: pip install -e '.[test]')")
-    exe = Path(sys.executable).with_name("ray")
-    if not exe.is_file():
+    if local_ray.ray_command() is None:
         pytest.skip(f"no `ray` command beside {sys.executable}")
-    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray's switch for a cluster of one machine: the node's
-    # address stays 127.0.0.1 (otherwise Ray replaces a loopback address by the machine's own) and
-    # every server binds to it. JAX_LOG_COMPILES=1 in the workers: a hit of the persistent compile
-    # cache is logged (at WARNING, into each job's log).
+    # JAX_LOG_COMPILES=1 in the workers: a hit of the persistent compile cache is logged (at WARNING,
+    # into each job's log)
     env = clean_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    temp = Path(tempfile.mkdtemp(prefix="edgefm-ray-", dir="/tmp"))  # Ray's socket paths stay short
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(exe), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-         "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=100000000",
-         f"--temp-dir={temp}"],
-        env={**env, "JAX_LOG_COMPILES": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=120)
-        if proc.returncode != 0:
-            pytest.fail(f"ray start exited {proc.returncode}:\n{out[-3000:]}")
-        yield f"127.0.0.1:{port}", env
-    finally:
-        # `ray stop` would end every Ray of this user: end this cluster's process group only
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            if gone(proc.pid):
-                break
-            os.killpg(proc.pid, sig)
-            deadline = time.monotonic() + wait
-            while not gone(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        shutil.rmtree(temp, ignore_errors=True)
+        head = local_ray.LocalRayHead(2, {**env, "JAX_LOG_COMPILES": "1"}, timeout_s=120)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    with head:
+        yield head.address, env
 
 
 def ray_command(address: str, *extra: str) -> list[str]:
@@ -165,6 +133,7 @@ def probe(kill: int, marker: Path) -> list[str]:
             f"+hydra.callbacks.probe.marker={marker}"]
 
 
+@pytest.mark.slow
 def test_a_ray_multirun_equals_the_basic_one_and_survives_a_worker_killed_mid_job(basic, ray_cluster, tmp_path):
     address, env = ray_cluster
     folder, marker = tmp_path / "sweep", tmp_path / "killed"
@@ -185,6 +154,7 @@ def test_a_ray_multirun_equals_the_basic_one_and_survives_a_worker_killed_mid_jo
     assert "edgefm: jobs done 2/2" in output and "edgefm: merged the multirun" in output
 
 
+@pytest.mark.slow
 def test_a_job_lost_on_ray_is_one_line_and_the_same_command_with_output_resume_last_finishes(
         basic, ray_cluster, tmp_path, capsys):
     address, env = ray_cluster
@@ -223,6 +193,7 @@ def test_a_job_lost_on_ray_is_one_line_and_the_same_command_with_output_resume_l
     xr.testing.assert_identical(resumed_values(merged), resumed_values(basic))
 
 
+@pytest.mark.slow
 def test_many_small_jobs_through_ray_show_progress_and_a_killed_worker_is_retried(ray_cluster, tmp_path):
     address, env = ray_cluster
     jobs, marker = 100, tmp_path / "killed"
@@ -238,6 +209,7 @@ def test_many_small_jobs_through_ray_show_progress_and_a_killed_worker_is_retrie
     assert re.search(r"edgefm: jobs done \d+/100, .* so far, about .* left", output)
 
 
+@pytest.mark.slow
 def test_a_bad_ray_task_option_is_one_line_before_anything_runs(ray_cluster, tmp_path):
     address, env = ray_cluster
     done = run(ray_command(address, f"hydra.sweep.dir={tmp_path / 'sweep'}", "+hydra.launcher.ray.remote.num_cpu=1"),
@@ -250,7 +222,7 @@ def test_a_bad_ray_task_option_is_one_line_before_anything_runs(ray_cluster, tmp
 
 def test_an_address_where_no_ray_cluster_answers_is_one_line_at_once(tmp_path, capsys):
     pytest.importorskip("ray", reason="ray is not installed (the test extra has it: pip install -e '.[test]')")
-    port = free_port()  # nothing listens there
+    port = local_ray.free_port()  # nothing listens there
     t0 = time.monotonic()
     status = main([*JOBS, "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}"])
@@ -277,6 +249,7 @@ def test_a_job_with_a_gpu_gets_a_fresh_ray_worker_and_a_cpu_job_reuses_one():
 # SLURM through submitit
 
 
+@pytest.mark.slow
 def test_a_submitit_local_multirun_equals_the_basic_one(basic, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
                         reason="hydra-submitit-launcher is not installed (the test extra has it)")
