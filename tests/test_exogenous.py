@@ -8,7 +8,6 @@ deterministic.
 
 from __future__ import annotations
 
-import functools
 
 import equinox as eqx
 import jax

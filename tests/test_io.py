@@ -13,7 +13,6 @@ from xarray.backends import netCDF4_
 import edgefm
 from edgefm.io import (
     Variable,
-    VariableError,
     collect,
     get_variable,
     is_sweep_dim,

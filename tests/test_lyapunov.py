@@ -20,7 +20,6 @@ from edgefm.interfaces import options
 from edgefm.io.variables import get_variable
 from edgefm.runner import EngineRun
 from edgefm.sim import TRACE_COUNTER
-from edgefm.sim import rollout
 from edgefm.sim.types import ControllerContext, Observation, SimParams
 from edgefm_lyapunov import INFO_VARIABLES, LyapunovConfig, LyapunovController, PropAvgController, ProposedController
 from edgefm_lyapunov import controller as lyap

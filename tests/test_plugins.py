@@ -12,7 +12,6 @@ import io
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pluggy
