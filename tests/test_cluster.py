@@ -13,7 +13,8 @@
 - a job array on a real SLURM, where one answers on this machine (skipped otherwise).
 
 Everything that starts a cluster or a launcher's processes is marked slow (``pytest -m slow``); the
-default run checks the launcher's refusals and the options it hands to Ray and to sbatch. The multirun is the two seeds of ``debug=default`` in the shapes the other CLI tests compile
+default run checks the launcher's refusals and the options it hands to Ray and to sbatch. The
+multirun is the two seeds of ``debug=default`` in the shapes the other CLI tests compile
 (tests/test_sweep.py), so the shared compile cache ($EDGEFM_JAX_CACHE) has its engine.
 """
 
