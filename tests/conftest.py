@@ -157,6 +157,24 @@ def resolved_option(group: str, name: str):
 _SCENARIOS: dict = {}
 
 
+def slow_ones(values, slow) -> list:
+    """``values`` as parametrize or fixture params, those in ``slow`` marked `slow` (`pytest -m slow`)."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
+class Lazy(dict):
+    """A mapping whose value for a key is ``make(key)``, made when first asked for (a fixture of runs
+    of which the selected tests may need only some)."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        self[key] = self.make(key)
+        return self[key]
+
+
 def scenario_instances(name: str):
     """(scenarios, least_loaded placements) of conf/scenario/<name>.yaml, instance 0 only, seed 0."""
     if name not in _SCENARIOS:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CHANNEL, WORKLOAD, scenario_instances
+from conftest import CHANNEL, WORKLOAD, Lazy, scenario_instances, slow_ones
 from edgefm_lyapunov import PropAvgController, ProposedController
 
 from edgefm.reference import (
@@ -60,29 +60,23 @@ DECISION_CASES = {
 SLOW_DECISIONS = ("authors-0.5",)  # the authors' options at 1x stay in the default run
 
 
-class DecisionRuns(dict):
-    """name -> the engine run of `DECISION_CASES[name]`, made when first asked for (the cases that
-    share options share the recording controller, so their program)."""
-
-    def __init__(self, engine_tools):
-        super().__init__()
-        self.tools, self.recording = engine_tools, {}
-
-    def __missing__(self, name):
-        options, load = DECISION_CASES[name]
-        key = tuple(sorted(options.items()))
-        if key not in self.recording:
-            self.recording[key] = RecordingController(ProposedController(**options))
-        scs, x_core = scenario_instances("paper")
-        sim = self.tools.sim_settings(rule="earliest_start", **DECISION_HORIZON)
-        self[name] = self.tools.run_case(scs, x_core, sim, load=load, seed=3, realisations=1, channel=CHANNEL,
-                                         workload=WORKLOAD, controller=self.recording[key])
-        return self[name]
-
-
 @pytest.fixture(scope="module")
 def decision_runs(engine_tools):
-    return DecisionRuns(engine_tools)
+    """name -> the engine run of `DECISION_CASES[name]`, made when first asked for (the cases that share
+    options share the recording controller, so their program)."""
+    scs, x_core = scenario_instances("paper")
+    sim = engine_tools.sim_settings(rule="earliest_start", **DECISION_HORIZON)
+    recording = {}
+
+    def make(name):
+        options, load = DECISION_CASES[name]
+        key = tuple(sorted(options.items()))
+        if key not in recording:
+            recording[key] = RecordingController(ProposedController(**options))
+        return engine_tools.run_case(scs, x_core, sim, load=load, seed=3, realisations=1, channel=CHANNEL,
+                                     workload=WORKLOAD, controller=recording[key])
+
+    return Lazy(make)
 
 
 def reference_observation(case, obs: dict, t: int) -> LightObservation:
@@ -150,8 +144,7 @@ def compare_decisions(case, kind="ec", **options):
         yield t, len(ref_obs.waiting), info["steps"], decision.assignment
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_DECISIONS else n
-                                  for n in DECISION_CASES])
+@pytest.mark.parametrize("name", slow_ones(DECISION_CASES, SLOW_DECISIONS))
 def test_jax_and_reference_algorithm1_take_the_same_decisions(decision_runs, name):
     options, load = DECISION_CASES[name]
     case = decision_runs[name]
@@ -248,8 +241,7 @@ def assert_task_by_task(case, refs, min_tasks: int):
 SLOW_SMALL = ("proposed_drain", "proposed_authors")  # their options are compared decision by decision above
 
 
-@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_SMALL else c
-                                        for c in SMALL_CONTROLLERS])
+@pytest.fixture(scope="module", params=slow_ones(SMALL_CONTROLLERS, SLOW_SMALL))
 def small_runs(request, engine_tools):
     controller, reference_controller = SMALL_CONTROLLERS[request.param]
     case = small_run(engine_tools, controller, SMALL_SIM[request.param])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CHANNEL, HORIZON, LBRR, WORKLOAD, scenario_instances
+from conftest import CHANNEL, HORIZON, LBRR, WORKLOAD, scenario_instances, slow_ones
 from edgefm_channels import NakagamiChannel
 
 from test_reference_light_order import idle_while_present, recording
@@ -46,7 +46,7 @@ CASES = {
 SEEDS = {"small": 20, "paper": 8}
 
 
-@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES])
+@pytest.fixture(scope="module", params=slow_ones(CASES, SLOW))
 def compared(request, engine, engine_tools):
     name, rule, load, changes, channel = CASES[request.param]
     if not changes and channel is None:

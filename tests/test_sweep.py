@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from conftest import Lazy, slow_ones
 
 import edgefm.runner
 from edgefm.analysis import write_report
@@ -41,28 +42,21 @@ EXPERIMENTS = {
 SLOW_EXPERIMENTS = ("fig4_load", "sensitivity", "resilience")  # fig3_strategies and v_tradeoff stay
 
 
-class Experiments(dict):
-    """experiment name -> the folder of its shrunken multirun, run when first asked for."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__()
-        self.root = root
-
-    def __missing__(self, name: str) -> Path:
-        folder = self.root / name
-        status = main(["-m", f"experiment={name}", *SHRINK, *EXPERIMENTS[name][0], f"hydra.sweep.dir={folder}"])
-        assert status == 0, name
-        self[name] = folder
-        return folder
-
-
 @pytest.fixture(scope="module")
 def experiments(tmp_path_factory):
-    return Experiments(tmp_path_factory.mktemp("experiments"))
+    """experiment name -> the folder of its shrunken multirun, run when first asked for."""
+    root = tmp_path_factory.mktemp("experiments")
+
+    def make(name: str) -> Path:
+        folder = root / name
+        status = main(["-m", f"experiment={name}", *SHRINK, *EXPERIMENTS[name][0], f"hydra.sweep.dir={folder}"])
+        assert status == 0, name
+        return folder
+
+    return Lazy(make)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXPERIMENTS else n
-                                  for n in EXPERIMENTS])
+@pytest.mark.parametrize("name", slow_ones(EXPERIMENTS, SLOW_EXPERIMENTS))
 def test_every_experiment_merges_into_one_dataset_and_reports(experiments, name):
     folder = experiments[name]
     _, dims, figures = EXPERIMENTS[name]

@@ -23,7 +23,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-from conftest import scenario_instances
+from conftest import scenario_instances, slow_ones
 from edgefm_baselines import LBRRController, LeastLoadedPlacement
 from edgefm_channels import NakagamiChannel, RayleighChannel
 from edgefm_failures import RandomFailures
@@ -117,11 +117,7 @@ def test_every_traced_option_of_every_builtin_component_has_a_case():
     assert missing == []
 
 
-DEFAULT_GROUPS = ("poisson",)
-
-
-@pytest.mark.parametrize("group", [g if g in DEFAULT_GROUPS else pytest.param(g, marks=pytest.mark.slow)
-                                   for g in GROUPS])
+@pytest.mark.parametrize("group", slow_ones(GROUPS, [g for g in GROUPS if g != "poisson"]))
 def test_a_sweep_equals_fresh_runs(group):
     base_changes, cases = GROUPS[group]
     base = {**BASE, **base_changes}
