@@ -273,3 +273,22 @@ def test_collect_warns_about_missing_jobs(tmp_path):
         combined = collect(paths)
     assert np.isnan(combined["cost_total"].sel(controller="proposed", load=2.0)).all()
     assert np.isfinite(combined["cost_total"].sel(controller="proposed", load=1.0)).all()
+
+
+def test_merged_strings_keep_their_full_width(tmp_path):
+    # Each job's file stores its labels at its own fixed width; the merged file must not cut a
+    # longer label of one job to the width of another ("starved" read as "starve").
+    labels = {1.0: "none", 2.0: "starved"}
+    paths = []
+    for load, label in labels.items():
+        ds = make_run(load=load)
+        for row in variable_table("data"):
+            if row.dtype == "str":
+                ds[row.name] = ds[row.name].copy(data=np.full(ds[row.name].shape, label))
+        paths.append(write_netcdf_atomic(ds, tmp_path / f"job{load}" / "run.nc"))
+    merged = open_run(write_netcdf_atomic(collect(paths), tmp_path / "sweep.nc"))
+    strings = [row.name for row in variable_table("data") if row.dtype == "str"]
+    assert strings
+    for name in strings:
+        for load, label in labels.items():
+            assert set(merged[name].sel(load=load).values.ravel().tolist()) == {label}, name

@@ -111,11 +111,15 @@ def _no_space(exc: BaseException, folder: Path, ds: xr.Dataset) -> OSError | Non
 
 
 def _encoding(ds: xr.Dataset) -> dict:
-    """zlib for every non-empty numeric variable (strings and empty arrays cannot be chunked)."""
+    """zlib for every non-empty numeric variable (strings and empty arrays cannot be chunked);
+    strings as variable-length strings: a dataset read back carries its file's fixed width in its
+    encoding (e.g. <U6), and a merge keeps the first job's, which would cut longer labels."""
     encoding = {}
     for name, var in ds.variables.items():
         if var.dtype.kind in "biuf" and var.ndim and var.size:
             encoding[name] = {"zlib": True, "complevel": _COMPLEVEL}
+        elif var.dtype.kind == "U":
+            encoding[name] = {"dtype": str}
     return encoding
 
 
