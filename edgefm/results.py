@@ -122,7 +122,7 @@ TIER_COMPONENTS = {
     "light": ("light_dispatch_wait", "light_queue"),
     "service": ("core_service", "light_service"),
 }
-TIERS = ("none", "core", *TIER_COMPONENTS)
+TIERS = ("none", "starved", "core", *TIER_COMPONENTS)
 
 
 def core_utilisation(sc, x_core, load: float) -> np.ndarray:
@@ -140,10 +140,30 @@ def core_utilisation(sc, x_core, load: float) -> np.ndarray:
     return np.where(core, rho, np.nan)
 
 
-def binding_tier(rho_max: float, late_breakdown, late_tasks: int) -> str:
-    """``core`` if rho_max > 1; ``none`` without late tasks; else the tier of `TIER_COMPONENTS`
-    with the largest share of the late tasks' mean critical path (``late_breakdown``, in the order
-    of BREAKDOWN_COMPONENTS; ties go to the first tier listed)."""
+def light_starved(x_light, scenario, arrived_by_type=None) -> np.ndarray:
+    """[...] int: the light services that tasks needed and that never ran an instance, on any node
+    in any slot (their stages wait for ever). ``x_light[..., T, V, M]``; a service is needed if a task
+    type that uses it arrived (``arrived_by_type[..., N]``; every type of the scenario without it)."""
+    from edgefm.scenario.hostable import service_use
+
+    uses = service_use(scenario) & ~np.asarray(scenario.service_is_core, bool)[None, :]  # [N,M] light ones
+    x = np.asarray(x_light)
+    ran = x.reshape(*x.shape[:-3], -1, x.shape[-1]).sum(-2) > 0  # [..., M]
+    if arrived_by_type is None:
+        needed = np.broadcast_to(uses.any(0), ran.shape)
+    else:
+        needed = (np.asarray(arrived_by_type)[..., :, None] > 0) & uses  # [..., N, M]
+        needed = needed.any(-2)
+    return (needed & ~ran).sum(-1)
+
+
+def binding_tier(rho_max: float, late_breakdown, late_tasks: int, starved: int = 0) -> str:
+    """``starved`` if a light service the tasks needed never ran (``starved`` > 0: `light_starved`);
+    ``core`` if rho_max > 1; ``none`` without late tasks; else the tier of `TIER_COMPONENTS` with
+    the largest share of the late tasks' mean critical path (``late_breakdown``, in the order of
+    BREAKDOWN_COMPONENTS; ties go to the first tier listed)."""
+    if starved > 0:
+        return "starved"
     if rho_max > 1.0:
         return "core"
     parts = np.asarray(late_breakdown, float)
@@ -155,11 +175,16 @@ def binding_tier(rho_max: float, late_breakdown, late_tasks: int) -> str:
 
 
 def tier_diagnostics(arrays: Mapping[str, np.ndarray], scenarios, load: float) -> dict[str, np.ndarray]:
-    """``light_instances_mean[I,R]``, ``core_utilisation[I,M]``, ``core_utilisation_max[I]`` and
-    ``binding_tier[I,R]`` from the run's arrays (x_light, x_core, latency_breakdown, tasks_late)."""
+    """``light_instances_mean[I,R]``, ``light_starved[I,R]``, ``core_utilisation[I,M]``,
+    ``core_utilisation_max[I]`` and ``binding_tier[I,R]`` from the run's arrays (x_light, x_core,
+    latency_breakdown, tasks_late, tasks_arrived_by_type)."""
     out: dict[str, np.ndarray] = {}
     if "x_light" in arrays:
         out["light_instances_mean"] = np.asarray(arrays["x_light"], float).sum((-2, -1)).mean(-1)
+        by_type = arrays.get("tasks_arrived_by_type")
+        out["light_starved"] = np.stack([
+            light_starved(arrays["x_light"][i], sc, None if by_type is None else by_type[i])
+            for i, sc in enumerate(scenarios)])
     rho = np.stack([core_utilisation(sc, x, load) for sc, x in zip(scenarios, arrays["x_core"])])
     out["core_utilisation"] = rho
     rho_max = np.array([np.nanmax(r) if (~np.isnan(r)).any() else np.nan for r in rho])  # nan: no core service used
@@ -168,9 +193,10 @@ def tier_diagnostics(arrays: Mapping[str, np.ndarray], scenarios, load: float) -
         breakdown = np.asarray(arrays["latency_breakdown"], float)  # [I,R,outcome,component]
         late = np.asarray(arrays["tasks_late"])
         I, R = late.shape  # noqa: E741
+        starved = out.get("light_starved", np.zeros((I, R), int))
         out["binding_tier"] = np.array(
-            [[binding_tier(rho_max[i], breakdown[i, r, 1], int(late[i, r])) for r in range(R)] for i in range(I)],
-            dtype=object).astype(str)
+            [[binding_tier(rho_max[i], breakdown[i, r, 1], int(late[i, r]), int(starved[i, r])) for r in range(R)]
+             for i in range(I)], dtype=object).astype(str)
     return out
 
 

@@ -221,7 +221,34 @@ def test_binding_tier_is_core_above_rho_1_else_the_largest_tier_of_the_late_path
     assert binding_tier(0.9, parts(core_service=8.0, light_service=8.0, network=9.0), 3) == "service"
     assert binding_tier(0.9, [np.nan] * len(BREAKDOWN_COMPONENTS), 0) == "none"
     assert binding_tier(0.5, parts(uplink=1.0), 0) == "none"
+    assert binding_tier(1.2, parts(uplink=50.0), 10, starved=1) == "starved"  # before the core
+    assert binding_tier(0.5, parts(uplink=1.0), 0, starved=2) == "starved"  # misses that never finish
     assert sorted(c for comps in TIER_COMPONENTS.values() for c in comps) == sorted(BREAKDOWN_COMPONENTS)
+
+
+def test_a_light_service_that_never_ran_while_its_tasks_arrived_is_starved():
+    from edgefm.scenario.hostable import service_use
+
+    run = fake_run()
+    sc = run.scenarios[0]
+    uses = service_use(sc)
+    m = next(int(j) for j in sc.light_services if uses[:, j].any())
+    column = list(sc.light_services).index(m)
+    run.outputs["x_light"][0, :, :, :, column] = 0  # instance 0: service m never runs
+    users = np.flatnonzero(uses[:, m])  # the types that need it
+    arrived = np.ones((I, R, sc.num_types), np.int64)
+    arrived[0, 1, users] = 0  # realisation 1 of instance 0: none of those types arrived
+    run.outputs["tasks_arrived_by_type"] = arrived
+    from edgefm.sim.state import BREAKDOWN_COMPONENTS
+
+    run.outputs["latency_breakdown"] = np.ones((I, R, 2, len(BREAKDOWN_COMPONENTS)))
+    run.outputs["tasks_late"] = np.ones((I, R), np.int64)
+    ds = dataset(run).squeeze(["strategy", "controller", "placement", "channel", "workload", "load", "seed"], drop=True)
+    want = np.zeros((I, R), np.int64)
+    want[0] = 1
+    want[0, 1] = 0
+    np.testing.assert_array_equal(ds.light_starved.values, want)
+    np.testing.assert_array_equal(ds.binding_tier.values == "starved", want > 0)
 
 
 def test_the_dataset_holds_the_tier_diagnostics():

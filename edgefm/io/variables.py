@@ -202,13 +202,17 @@ def _rows() -> list[Variable]:
         # ---- host-side diagnostics of the tiers (docs/EXPERIMENTS.md, "Which tier binds") --------
         V("light_instances_mean", (I, R), "instances",
           "light instances running, summed over nodes and light services, averaged over the slots", "float64"),
+        V("light_starved", (I, R), "services",
+          "light services that the arrived task types use and that never ran an instance (their stages "
+          "wait for ever)", "int64"),
         V("core_utilisation", (I, "service"), "1",
           "offered core work at the run's load over the placed instances: rho_m = sum over the (user, "
           "type) using m of lambda a_m / f_m / sum_v x_core[v, m] (nan: light or unused service)", "float64"),
         V("core_utilisation_max", (I,), "1", "largest core_utilisation over the core services", "float64"),
         V("binding_tier", (I, R), "",
-          "the tier that binds: core (max rho > 1), else the largest group of the late tasks' "
-          "breakdown: uplink, network, core_queue, light, service; none without late tasks", _STR),
+          "the tier that binds: starved (light_starved > 0), core (max rho > 1), else the largest group "
+          "of the late tasks' breakdown: uplink, network, core_queue, light, service; none without late "
+          "tasks", _STR),
     ]
 
 
