@@ -59,7 +59,7 @@ def test_every_group_has_its_options():
     assert options("strategy") == ["ga", "lbrr", "propavg", "proposed"]
     assert options("experiment") == ["baseline", "breaking_point", "breaking_point_epsilon", "breaking_point_mmpp",
                                      "breaking_point_v", "crossval", "fig3_strategies", "fig4_load", "headline",
-                                     "ladder", "resilience", "sensitivity", "v_tradeoff"]
+                                     "ladder", "light_tier", "resilience", "sensitivity", "v_tradeoff"]
     assert options("failure") == ["link_down", "node_down", "none", "random"]
     assert sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml")) == [
         "joblib_jax", "ray_cluster", "slurm"]

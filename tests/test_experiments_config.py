@@ -18,7 +18,8 @@ from edgefm.sweep import expected_jobs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = ("fig3_strategies", "fig4_load", "v_tradeoff", "sensitivity", "resilience", "crossval", "headline",
-               "ladder", "breaking_point", "breaking_point_epsilon", "breaking_point_v", "breaking_point_mmpp")
+               "ladder", "breaking_point", "breaking_point_epsilon", "breaking_point_v", "breaking_point_mmpp",
+               "light_tier")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_every_value_of_every_experiment_composes_and_builds_its_components(regi
     jobs = job_overrides(experiment)
     sizes = {"fig3_strategies": 4, "fig4_load": 20, "v_tradeoff": 14, "sensitivity": 13, "resilience": 24,
              "crossval": 4 * 3 * 3, "headline": 4 * 2 * 4, "ladder": 4 * 12 * 2, "breaking_point": 4 * 6,
-             "breaking_point_epsilon": 2 * 3 * 6, "breaking_point_v": 2 * 7, "breaking_point_mmpp": 4 * 6}
+             "breaking_point_epsilon": 2 * 3 * 6, "breaking_point_v": 2 * 7, "breaking_point_mmpp": 4 * 6, "light_tier": 2 * 6}
     assert len(jobs) == sizes[experiment]
     assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)
     for overrides in star(jobs):
@@ -129,7 +130,7 @@ def test_every_variant_is_in_the_sensitivity_experiment():
     swept = {o.split("=")[1] for job in job_overrides("sensitivity") for o in job if o.startswith("variant=")}
     assert swept == set(VARIANTS)
     others = {p.stem for p in (CONF / "variant").glob("*.yaml")} - set(VARIANTS)
-    assert others == set(LADDER) | set(BACKBONE_VARIANTS)  # the ladder's rungs and headline's backbones
+    assert others == set(LADDER) | set(BACKBONE_VARIANTS) | set(LIGHT_TIER)  # ladders' rungs, headline's backbones
 
 
 def test_the_joblib_launcher_config_composes_with_safe_jax_settings():
@@ -226,6 +227,30 @@ def test_the_ladder_runs_from_authors_code_through_paper_to_realistic():
     assert swept == set(LADDER)
     loads = {float(o.split("=")[1]) for job in job_overrides("ladder") for o in job if o.startswith("workload.load=")}
     assert loads == {1.0, 1.5}
+
+
+# The light-tier ladder (experiment=light_tier): each rung is the one before plus the fields it names.
+LIGHT_TIER = {  # rung: (the rung it builds on, the config fields it changes, to these values)
+    "light_tier_0_base": (None, {}),
+    "light_tier_1_work_4x": ("light_tier_0_base", {"scenario.service_kinds.light.work": [2.0, 8.0]}),
+    "light_tier_2_bursty": ("light_tier_1_work_4x", {
+        "workload.name": "mmpp", "workload.burst_factor": 3.0, "workload.burst_fraction": 0.1,
+        "workload.mean_burst_ms": 20.0}),
+    "light_tier_3_epsilon": ("light_tier_2_bursty", {"controller.epsilon": 0.05}),
+    "light_tier_4_work_16x": ("light_tier_3_epsilon", {"scenario.service_kinds.light.work": [8.0, 32.0]}),
+    "light_tier_5_window": ("light_tier_4_work_16x", {"controller.window_ms": 5.0}),
+}
+
+
+@pytest.mark.parametrize("rung", list(LIGHT_TIER))
+def test_each_rung_of_the_light_tier_ladder_changes_exactly_what_it_names(rung):
+    before, changes = LIGHT_TIER[rung]
+    got = flat(compose_with(["experiment=light_tier", "strategy=proposed", f"variant={rung}"]))
+    base = flat(compose_with(["experiment=light_tier", "strategy=proposed", *([f"variant={before}"] if before else [])]))
+    assert {k: got.get(k) for k in set(base) | set(got) if base.get(k) != got.get(k)} == changes
+    assert (got["closures.name"], got["sim.arrival_ms"], got["placement.plan_load"]) == ("realistic", 200.0, 2.0)
+    swept = {o.split("=")[1] for job in job_overrides("light_tier") for o in job if o.startswith("variant=")}
+    assert swept == set(LIGHT_TIER)
 
 
 @pytest.mark.parametrize("variant", list(BACKBONE_VARIANTS))

@@ -467,6 +467,9 @@ SHRINK = ["scenario=small", "scenario.instances=1", "sim.realisations=2", "sim.a
                  {"variant": 2}, marks=pytest.mark.slow),
     # the breaking point: the backbone sized for each load (closures.plan_load = workload.load)
     ("breaking_point", ["strategy=lbrr", "workload.load=0.5,1.0"], {"load": 2}),
+    # the light-tier ladder: its first rung and the 16x light work, each with the scenario it names
+    pytest.param("light_tier", ["strategy=propavg", "variant=light_tier_0_base,light_tier_4_work_16x"],
+                 {"variant": 2}, marks=pytest.mark.slow),
 ])
 def test_a_shrunken_experiment_runs_merges_and_reports(tmp_path, experiment, sweep, dims):
     from pathlib import Path
@@ -479,9 +482,16 @@ def test_a_shrunken_experiment_runs_merges_and_reports(tmp_path, experiment, swe
     ds = open_run(folder / "sweep.nc")
     assert {d: ds.sizes[d] for d in dims} == dims and ds["ontime_rate"].dims == (*dims, "instance", "realisation")
     assert not np.isnan(ds["ontime_rate"].values).any()
-    for name in ("light_instances_mean", "core_utilisation_max", "binding_tier"):
+    for name in ("light_instances_mean", "light_starved", "core_utilisation_max", "binding_tier"):
         assert name in ds, name
-    if experiment == "ladder":
+    if experiment == "light_tier":
+        heavy = yaml.safe_load(ds["job_config"].sel(variant="light_tier_4_work_16x").item())
+        assert heavy["scenario"]["service_kinds"]["light"]["work"] == [8.0, 32.0]
+        assert (heavy["workload"]["name"], heavy["controller"]["epsilon"]) == ("mmpp", 0.05)
+        light = [s for s in ds["service"].values if np.isnan(ds["core_rate"].sel(service=s)).all()]
+        work = ds["work"].sel(service=light, variant="light_tier_4_work_16x").values
+        assert ((work >= 8.0) & (work <= 32.0)).all()  # the scenario drawn with the variant's work
+    elif experiment == "ladder":
         configs = {v: yaml.safe_load(ds["job_config"].sel(variant=v).item()) for v in ds["variant"].values}
         assert configs["ladder_0_authors_code"]["channel"]["name"] == "off"
         assert configs["ladder_1_uplink"]["channel"]["name"] == "nakagami"
