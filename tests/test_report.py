@@ -374,11 +374,13 @@ def test_the_report_names_the_closures_preset():
 
 
 def with_tiers(ds: xr.Dataset, labels: np.ndarray) -> xr.Dataset:
-    """`ds` with binding_tier = `labels` (shape of ontime_rate) and the two numeric diagnostics."""
+    """`ds` with binding_tier = `labels` (shape of ontime_rate) and the three numeric diagnostics
+    (light_starved: 1 in the first realisation of every instance, 0 elsewhere)."""
     ds = ds.copy()
     base = ds["ontime_rate"].dims
     ds["binding_tier"] = (base, labels.astype(str))
     ds["light_instances_mean"] = (base, np.full(ds["ontime_rate"].shape, 3.0))
+    ds["light_starved"] = (base, (ds["realisation"] == 0).broadcast_like(ds["ontime_rate"]).values.astype(np.int64))
     ds["core_utilisation_max"] = ds["ontime_rate"].isel(realisation=0, drop=True) * 0 + 1.5
     return ds
 
@@ -394,6 +396,7 @@ def test_tier_table_counts_the_binding_tier_of_each_cell():
     assert proposed["binding tier"] == "core" and proposed["tiers (values)"] == "core 4, light 1, uplink 1"
     assert lbrr["binding tier"] == "light" and lbrr["tiers (values)"] == "light 3, uplink 2, none 1"
     assert proposed["light instances"] == 3.0 and proposed["max core rho"] == 1.5
+    assert proposed["light starved"] == lbrr["light starved"] == 1 / 3
     assert tier_table(ds) is None  # a dataset made before the diagnostics
 
 

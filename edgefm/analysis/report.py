@@ -162,10 +162,11 @@ def summary_markdown(
     )
     lines += _section(
         "Which tier binds", tier_table(ds), ds,
-        "Per cell: the mean light instances running (`light_instances_mean`), the largest core "
-        "utilisation ρ (`core_utilisation_max`: offered core work at the run's load over the placed "
-        "instances), and the binding tier of most (instance, realisation) values with the count of each: "
-        "`core` if max ρ > 1, else the largest group of the late tasks' critical path (`uplink`, "
+        "Per cell: the mean light instances running (`light_instances_mean`), the light services "
+        "needed that never ran (`light_starved`), the largest core utilisation ρ (`core_utilisation_max`: "
+        "offered core work at the run's load over the placed instances), and the binding tier of most "
+        "(instance, realisation) values with the count of each: `starved` if a needed light service "
+        "never ran, `core` if max ρ > 1, else the largest group of the late tasks' critical path (`uplink`, "
         "`network`, `core_queue`, `light`, `service`), `none` without late tasks (docs/EXPERIMENTS.md).",
         "No binding_tier in the data (a dataset made before the tier diagnostics).",
     )

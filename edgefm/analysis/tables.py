@@ -379,14 +379,15 @@ def majority_tiers(ds: xr.Dataset, gdims: list[str] | None = None) -> list[tuple
 
 
 def tier_table(ds: xr.Dataset) -> pd.DataFrame | None:
-    """Per cell: the mean of ``light_instances_mean`` and of ``core_utilisation_max`` over the
-    cell's values, the binding tier of most (instance, realisation) values and the counts of each.
+    """Per cell: the mean of ``light_instances_mean``, ``light_starved`` and ``core_utilisation_max``
+    over the cell's values, the binding tier of most (instance, realisation) values and the counts of each.
     None without ``binding_tier``."""
     if "binding_tier" not in ds:
         return None
     gdims = group_dims(ds)
     table = cell_labels(ds, gdims).reset_index(drop=True)
-    for name, label in (("light_instances_mean", "light instances"), ("core_utilisation_max", "max core rho")):
+    for name, label in (("light_instances_mean", "light instances"), ("light_starved", "light starved"),
+                        ("core_utilisation_max", "max core rho")):
         if name in ds:
             table[label] = describe(by_cell(ds[name], ds, gdims))["mean"].to_numpy()
     tiers = majority_tiers(ds, gdims)
