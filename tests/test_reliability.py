@@ -305,8 +305,11 @@ def test_sigterm_during_a_write_removes_the_temporary_file(tmp_path, monkeypatch
 
 
 def start_cli(args: list[str], cwd: Path, **env) -> subprocess.Popen:
+    # a command started in the background (`pytest &`, nohup) inherits SIGINT ignored, and Python then
+    # keeps it ignored: the child gets Ctrl-C's default handling, as from a terminal
     return subprocess.Popen([sys.executable, "-m", "edgefm", *args], cwd=cwd, env=env_without_edgefm(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("sig,status,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
