@@ -122,7 +122,7 @@ TIER_COMPONENTS = {
     "light": ("light_dispatch_wait", "light_queue"),
     "service": ("core_service", "light_service"),
 }
-TIERS = ("none", "starved", "core", *TIER_COMPONENTS)
+TIERS = ("none", "starved", "core", "unfinished", *TIER_COMPONENTS)
 
 
 def core_utilisation(sc, x_core, load: float) -> np.ndarray:
@@ -157,18 +157,20 @@ def light_starved(x_light, scenario, arrived_by_type=None) -> np.ndarray:
     return (needed & ~ran).sum(-1)
 
 
-def binding_tier(rho_max: float, late_breakdown, late_tasks: int, starved: int = 0) -> str:
+def binding_tier(rho_max: float, late_breakdown, late_tasks: int, starved: int = 0, never_finished: int = 0) -> str:
     """``starved`` if a light service the tasks needed never ran (``starved`` > 0: `light_starved`);
-    ``core`` if rho_max > 1; ``none`` without late tasks; else the tier of `TIER_COMPONENTS` with
-    the largest share of the late tasks' mean critical path (``late_breakdown``, in the order of
-    BREAKDOWN_COMPONENTS; ties go to the first tier listed)."""
+    ``core`` if rho_max > 1; without late tasks, ``unfinished`` if tasks missed without finishing
+    (``never_finished``: unfinished + dropped; e.g. stranded by a failure: no critical path to
+    attribute) and ``none`` if none did; else the tier of `TIER_COMPONENTS` with the largest share of
+    the late tasks' mean critical path (``late_breakdown``, in the order of BREAKDOWN_COMPONENTS;
+    ties go to the first tier listed)."""
     if starved > 0:
         return "starved"
     if rho_max > 1.0:
         return "core"
     parts = np.asarray(late_breakdown, float)
     if late_tasks <= 0 or not np.isfinite(parts).any():
-        return "none"
+        return "unfinished" if never_finished > 0 else "none"
     index = {c: i for i, c in enumerate(BREAKDOWN_COMPONENTS)}
     shares = {tier: float(np.nansum([parts[index[c]] for c in comps])) for tier, comps in TIER_COMPONENTS.items()}
     return max(shares, key=lambda t: shares[t])
@@ -177,7 +179,7 @@ def binding_tier(rho_max: float, late_breakdown, late_tasks: int, starved: int =
 def tier_diagnostics(arrays: Mapping[str, np.ndarray], scenarios, load: float) -> dict[str, np.ndarray]:
     """``light_instances_mean[I,R]``, ``light_starved[I,R]``, ``core_utilisation[I,M]``,
     ``core_utilisation_max[I]`` and ``binding_tier[I,R]`` from the run's arrays (x_light, x_core,
-    latency_breakdown, tasks_late, tasks_arrived_by_type)."""
+    latency_breakdown, tasks_late, tasks_unfinished, tasks_dropped, tasks_arrived_by_type)."""
     out: dict[str, np.ndarray] = {}
     if "x_light" in arrays:
         out["light_instances_mean"] = np.asarray(arrays["x_light"], float).sum((-2, -1)).mean(-1)
@@ -194,8 +196,10 @@ def tier_diagnostics(arrays: Mapping[str, np.ndarray], scenarios, load: float) -
         late = np.asarray(arrays["tasks_late"])
         I, R = late.shape  # noqa: E741
         starved = out.get("light_starved", np.zeros((I, R), int))
+        never = sum(np.asarray(arrays.get(k, np.zeros((I, R), int))) for k in ("tasks_unfinished", "tasks_dropped"))
         out["binding_tier"] = np.array(
-            [[binding_tier(rho_max[i], breakdown[i, r, 1], int(late[i, r]), int(starved[i, r])) for r in range(R)]
+            [[binding_tier(rho_max[i], breakdown[i, r, 1], int(late[i, r]), int(starved[i, r]), int(never[i, r]))
+              for r in range(R)]
              for i in range(I)], dtype=object).astype(str)
     return out
 

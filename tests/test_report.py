@@ -455,6 +455,9 @@ def test_the_load_plot_marks_the_binding_tier():
     letters = {xy[0]: text for text, xy in marks if text != "title"}
     assert letters == {1.0: "L", 2.0: "C"}  # 2x: core and uplink tie, the first by name wins
     assert ("title", "binding tier: C = core, L = light") in marks
+    from edgefm.results import TIERS
+
+    assert set(plots.TIER_MARKS) == set(TIERS) and len(set(plots.TIER_MARKS.values())) == len(TIERS)  # one letter each
 
 
 # ----------------------------------------------------------------------------------------------

@@ -223,6 +223,9 @@ def test_binding_tier_is_core_above_rho_1_else_the_largest_tier_of_the_late_path
     assert binding_tier(0.5, parts(uplink=1.0), 0) == "none"
     assert binding_tier(1.2, parts(uplink=50.0), 10, starved=1) == "starved"  # before the core
     assert binding_tier(0.5, parts(uplink=1.0), 0, starved=2) == "starved"  # misses that never finish
+    assert binding_tier(0.5, [np.nan] * len(BREAKDOWN_COMPONENTS), 0, never_finished=3) == "unfinished"
+    assert binding_tier(1.2, [np.nan] * len(BREAKDOWN_COMPONENTS), 0, never_finished=3) == "core"
+    assert binding_tier(0.9, parts(uplink=30.0), 10, never_finished=50) == "uplink"  # the late tasks still vote
     assert sorted(c for comps in TIER_COMPONENTS.values() for c in comps) == sorted(BREAKDOWN_COMPONENTS)
 
 
@@ -276,3 +279,23 @@ def test_the_dataset_holds_the_tier_diagnostics():
     for i in range(I):
         for r in range(R):
             assert ds.binding_tier.values[i, r] == ("core" if rho_max[i] > 1 else "uplink")
+
+
+def test_missed_tasks_that_never_finished_without_late_ones_bind_as_unfinished():
+    from edgefm.sim.state import BREAKDOWN_COMPONENTS
+
+    run = fake_run(load=0.5)
+    run.outputs["latency_breakdown"] = np.full((I, R, 2, len(BREAKDOWN_COMPONENTS)), np.nan)
+    run.outputs["tasks_late"] = np.zeros((I, R), np.int64)
+    unfinished = np.zeros((I, R), np.int64)
+    unfinished[0, 0] = 7  # e.g. stranded by a failure
+    dropped = np.zeros((I, R), np.int64)
+    dropped[-1, -1] = 2
+    run.outputs["tasks_unfinished"], run.outputs["tasks_dropped"] = unfinished, dropped
+    ds = dataset(run).squeeze(["strategy", "controller", "placement", "channel", "workload", "load", "seed"], drop=True)
+    rho_max = ds.core_utilisation_max.values
+    for i in range(I):
+        for r in range(R):
+            want = "core" if rho_max[i] > 1 else ("unfinished" if unfinished[i, r] + dropped[i, r] else "none")
+            assert ds.binding_tier.values[i, r] == want
+    assert (ds.binding_tier.values == "unfinished").sum() == 2 - (rho_max[[0, -1]] > 1).sum()

@@ -278,7 +278,8 @@ def load_curves(ds: xr.Dataset, path: str | os.PathLike) -> Path | None:
 
 
 # the letter that marks each binding tier (edgefm.results.TIERS) at a point of the load curves
-TIER_MARKS = {"starved": "X", "core": "C", "core_queue": "Q", "light": "L", "uplink": "U", "network": "N", "service": "S", "none": "-"}
+TIER_MARKS = {"starved": "X", "core": "C", "unfinished": "F", "core_queue": "Q", "light": "L", "uplink": "U",
+              "network": "N", "service": "S", "none": "-"}
 
 
 def _mark_tiers(ax, ds: xr.Dataset) -> None:

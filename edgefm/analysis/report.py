@@ -167,7 +167,8 @@ def summary_markdown(
         "offered core work at the run's load over the placed instances), and the binding tier of most "
         "(instance, realisation) values with the count of each: `starved` if a needed light service "
         "never ran, `core` if max ρ > 1, else the largest group of the late tasks' critical path (`uplink`, "
-        "`network`, `core_queue`, `light`, `service`), `none` without late tasks (docs/EXPERIMENTS.md).",
+        "`network`, `core_queue`, `light`, `service`); without late tasks `unfinished` if tasks missed "
+        "without finishing (still running at the end, or dropped), else `none` (docs/EXPERIMENTS.md).",
         "No binding_tier in the data (a dataset made before the tier diagnostics).",
     )
     lines += ["## Figures", ""]
