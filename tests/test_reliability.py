@@ -304,12 +304,15 @@ def test_sigterm_during_a_write_removes_the_temporary_file(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+# `python -m edgefm` with Ctrl-C's handler as from a terminal: a suite started in the background
+# (`pytest &`, nohup) passes SIGINT on ignored, and Python keeps it ignored
+AS_FROM_A_TERMINAL = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                      "runpy.run_module('edgefm', run_name='__main__', alter_sys=True)")
+
+
 def start_cli(args: list[str], cwd: Path, **env) -> subprocess.Popen:
-    # a command started in the background (`pytest &`, nohup) inherits SIGINT ignored, and Python then
-    # keeps it ignored: the child gets Ctrl-C's default handling, as from a terminal
-    return subprocess.Popen([sys.executable, "-m", "edgefm", *args], cwd=cwd, env=env_without_edgefm(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL, *args], cwd=cwd, env=env_without_edgefm(**env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("sig,status,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
