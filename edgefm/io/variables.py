@@ -211,8 +211,8 @@ def _rows() -> list[Variable]:
         V("core_utilisation_max", (I,), "1", "largest core_utilisation over the core services", "float64"),
         V("binding_tier", (I, R), "",
           "the tier that binds: starved (light_starved > 0), core (max rho > 1), else the largest group "
-          "of the late tasks' breakdown: uplink, network, core_queue, light, service; none without late "
-          "tasks", _STR),
+          "of the late tasks' breakdown: uplink, network, core_queue, light, service; without late tasks, "
+          "unfinished if tasks missed without finishing (unfinished or dropped), else none", _STR),
     ]
 
 
