@@ -128,12 +128,12 @@ TIERS = ("none", "starved", "core", "unfinished", *TIER_COMPONENTS)
 def core_utilisation(sc, x_core, load: float) -> np.ndarray:
     """[M] rho_m: the offered work of core service m at ``load`` over its placed instances,
     Σ_{u,n uses m} λ_{u,n} · load · a_m / f_m / Σ_v x_core[v,m] -- the mean busy instances of the
-    demand the placements size (`edgefm.scenario.hostable.core_demand`) over those placed; nan for
+    demand the placements size (`edgefm.scenario.hostable.busy_instances`) over those placed; nan for
     light and unused services, inf for a used core service without an instance."""
-    from edgefm.scenario.hostable import core_busy, service_use
+    from edgefm.scenario.hostable import busy_instances, service_use
 
     core = np.asarray(sc.service_is_core, bool) & service_use(sc).any(0)
-    busy = core_busy(sc) * float(load)  # [M] instances busy on average at the run's load
+    busy = busy_instances(sc) * float(load)  # [M] instances busy on average at the run's load
     placed = np.asarray(x_core, float).sum(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(placed > 0, busy / np.where(placed > 0, placed, 1.0), np.inf)

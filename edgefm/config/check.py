@@ -128,16 +128,10 @@ def offered_load(sc, load: float) -> tuple[float, str]:
     on average (each stage holds its service's instance resources for work / rate ms) to the whole
     network's capacity (every node's together). Above 1 no placement keeps up; far above, the rates
     are probably in the wrong unit."""
+    from edgefm.scenario.hostable import busy_instances
     from edgefm.scenario.model import RESOURCES
 
-    rate = np.asarray(sc.mean_light_rate, float)  # [M] MB/ms
-    uses = np.zeros(sc.num_services)
-    for n in range(sc.num_types):
-        for s in sc.stages_of(n):
-            uses[sc.stage_service[n, s]] += float(np.sum(sc.arrival_rate[:, n]))  # stages of m per ms
-    with np.errstate(divide="ignore", invalid="ignore"):
-        busy = np.where(uses > 0, uses * load * np.asarray(sc.work, float) / rate, 0.0)  # [M] instances busy
-    need = busy @ np.asarray(sc.resource, float)  # [K]
+    need = (busy_instances(sc) * float(load)) @ np.asarray(sc.resource, float)  # [K]
     have = np.asarray(sc.capacity, float).sum(axis=0)  # [K]
     ratios = np.where(have > 0, need / np.where(have > 0, have, 1.0), 0.0)
     k = int(np.argmax(ratios))

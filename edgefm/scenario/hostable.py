@@ -142,19 +142,21 @@ def required_instances(busy, *, plan_load: float = 1.0, target_utilisation: floa
     return req if req.ndim else int(req)
 
 
-def core_busy(scenario) -> np.ndarray:
-    """[M] instances: Σ_{u,n uses m} λ_{u,n} · a_m / f_m, the mean number of busy instances of each
-    core service at load 1x (0 for unused services; light services' entries are a_m times their rate
-    and mean nothing)."""
+def busy_instances(scenario) -> np.ndarray:
+    """[M] instances: Σ_{u,n uses m} λ_{u,n} · a_m / E f_m, the mean number of instances of each
+    service that the offered work at load 1x keeps busy (E f_m = f_m for a core service, k_m β_m for a
+    light one: `Scenario.mean_light_rate`); 0 for unused services."""
     rate = scenario.arrival_rate.sum(0) @ service_use(scenario)  # [M] tasks/ms through each service
-    return rate * scenario.work / np.where(scenario.service_is_core, scenario.core_rate, 1.0)
+    mean_rate = np.asarray(scenario.mean_light_rate, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rate > 0, rate * scenario.work / mean_rate, 0.0)
 
 
 def core_demand(scenario, *, plan_load: float = 1.0, target_utilisation: float = 1.0) -> np.ndarray:
     """[M] int: req_m = max(1, ceil(Σ λ_{u,n} · plan_load · a_m / f_m / ρ*)) (`required_instances`)
     for the core services some task uses; 0 for light services and unused core services
     (docs/SEMANTICS.md §5; the defaults give the load-1x demand)."""
-    req = required_instances(core_busy(scenario), plan_load=plan_load, target_utilisation=target_utilisation)
+    req = required_instances(busy_instances(scenario), plan_load=plan_load, target_utilisation=target_utilisation)
     return np.where(scenario.service_is_core & service_use(scenario).any(0), req, 0)
 
 
