@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from edgefm.sim.state import INF, INT, SimState, UploadSchedule
+from edgefm.sim.state import COUNT, IDX, INF, SimState, UploadSchedule
 from edgefm.sim.types import ScenarioArrays, SimSizes
 
 
@@ -76,13 +76,13 @@ def admit_arrivals(st: SimState, counts, uplink, arrays: ScenarioArrays, sizes: 
             st.alive.at[bidx].set(True, mode="drop"),
             st.ttype.at[bidx].set(n, mode="drop"),
             st.user.at[bidx].set(u, mode="drop"),
-            st.tid.at[bidx].set(ids, mode="drop"),
+            st.tid.at[bidx].set(ids.astype(IDX), mode="drop"),
             st.arrival.at[bidx].set(now, mode="drop"),
             st.uplink_end.at[bidx].set(up_end, mode="drop"),
             st.queued.at[bidx].set(~stage_ok, mode="drop"),  # padding stages never queue
-            st.node.at[bidx].set(jnp.full((A, S), -1, INT), mode="drop"),
+            st.node.at[bidx].set(jnp.full((A, S), -1, IDX), mode="drop"),
             st.finish.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
-            st.parents_known.at[bidx].set(jnp.zeros((A, S), INT), mode="drop"),
+            st.parents_known.at[bidx].set(jnp.zeros((A, S), COUNT), mode="drop"),
             st.inputs_at.at[bidx].set(jnp.where(is_root, root_at, -INF), mode="drop"),
             st.disp.at[bidx].set(jnp.full((A, S), INF), mode="drop"),
             st.rdy.at[bidx].set(jnp.full((A, S), INF), mode="drop"),

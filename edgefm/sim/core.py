@@ -57,7 +57,8 @@ def enqueue_ready(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, t, now,
             pos = count + jnp.cumsum(mask) - 1
             ok = mask & (pos < queue.shape[0])
             idx = jnp.where(ok, pos, queue.shape[0])
-            return queue.at[idx].set(ref, mode="drop"), qslot.at[idx].set(t, mode="drop"), ok, (mask & ~ok).sum()
+            return (queue.at[idx].set(ref.astype(queue.dtype), mode="drop"),
+                    qslot.at[idx].set(jnp.asarray(t, qslot.dtype), mode="drop"), ok, (mask & ~ok).sum())
 
         core_q, core_q_slot, core_ok, core_over = append(st.core_q, st.core_q_slot, core)
         light_q, light_q_slot, light_ok, light_over = append(st.light_q, st.light_q_slot, light)

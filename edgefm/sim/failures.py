@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from edgefm.sim.keys import STREAM_FAILURES, stream
-from edgefm.sim.state import INF, INT, SimState
+from edgefm.sim.state import COUNT, INF, SimState
 from edgefm.sim.types import ScenarioArrays, SimSizes
 
 
@@ -48,7 +48,7 @@ def fail_nodes(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, up, now):
             (
                 jnp.where(lost, -1, st.node), finish, jnp.where(lost, INF, st.start),
                 jnp.where(lost, INF, st.disp), jnp.where(lost, INF, st.rdy), jnp.where(lost, jnp.nan, st.bound),
-                st.queued & ~lost, known.sum(-1).astype(INT),
+                st.queued & ~lost, known.sum(-1).astype(COUNT),
                 jnp.where(root, st.inputs_at, jnp.max(jnp.where(known, pf, -INF), axis=-1)),
                 jnp.where(down_inst, -1, st.job_ref), jnp.where(down_inst, 0.0, st.job_ready),
                 jnp.where(down_inst, 0.0, st.job_rem), jnp.where(up[arrays.ci_node], st.ci_free, now),

@@ -21,7 +21,9 @@ from edgefm.sim.types import ScenarioArrays, SimSizes
 INF = jnp.inf
 
 
-INT = jnp.int64  # x64 is on: the default integer, so updates keep their dtype
+INT = jnp.int64  # x64 is on: the default integer, for counters and scalars
+IDX = jnp.int32  # stored references, node/type/user/task ids and queue slots (sizes are checked < 2**31)
+COUNT = jnp.int8  # stored parent counts (a stage has at most `SimSizes.P` <= 127 parents)
 
 
 # the parts of a finished task's critical path (SEMANTICS §11), in this order
@@ -34,16 +36,16 @@ BREAKDOWN_COMPONENTS = (
 class SimState(eqx.Module):
     # task buffer [B]
     alive: jax.Array  # [B] bool: task in flight
-    ttype: jax.Array  # [B] int
-    user: jax.Array  # [B] int
-    tid: jax.Array  # [B] int: task id (arrival order)
+    ttype: jax.Array  # [B] int32
+    user: jax.Array  # [B] int32
+    tid: jax.Array  # [B] int32: task id (arrival order)
     arrival: jax.Array  # [B] ms
     uplink_end: jax.Array  # [B] ms
     # stages [B,S]
     queued: jax.Array  # [B,S] bool: entered a waiting queue (or was dispatched)
-    node: jax.Array  # [B,S] int: executing node, -1 before dispatch
+    node: jax.Array  # [B,S] int32: executing node, -1 before dispatch
     finish: jax.Array  # [B,S] ms: finish time, inf until known
-    parents_known: jax.Array  # [B,S] int: parents whose finish time is known
+    parents_known: jax.Array  # [B,S] int8: parents whose finish time is known
     inputs_at: jax.Array  # [B,S] ms: latest known parent finish (arrival time for roots)
     # diagnostics (SEMANTICS §11), set at dispatch (start: light stages when first worked on)
     disp: jax.Array  # [B,S] ms: dispatch boundary t_s * slot
@@ -51,20 +53,20 @@ class SimState(eqx.Module):
     start: jax.Array  # [B,S] ms: start of execution, inf until known
     bound: jax.Array  # [B,S] ms: delay bound stated by the controller, nan if none
     # waiting queues, in (ready slot, task id, stage) order; refs -1 past the end
-    core_q: jax.Array  # [Lc] int: stage refs of ready core stages waiting for an instance
-    core_q_slot: jax.Array  # [Lc] int: their ready slot
-    light_q: jax.Array  # [Lw] int: stage refs of ready light stages waiting for an instance
-    light_q_slot: jax.Array  # [Lw] int
+    core_q: jax.Array  # [Lc] int32: stage refs of ready core stages waiting for an instance
+    core_q_slot: jax.Array  # [Lc] int32: their ready slot
+    light_q: jax.Array  # [Lw] int32: stage refs of ready light stages waiting for an instance
+    light_q_slot: jax.Array  # [Lw] int32
     # core instances
     ci_free: jax.Array  # [Ic] ms: finish of the last job queued on each core instance
     # light instances, flattened I = V*Ml*X, FIFO positions Q
-    job_ref: jax.Array  # [I,Q] int: flat stage reference b*S+s, -1 empty (jobs contiguous from 0)
+    job_ref: jax.Array  # [I,Q] int32: flat stage reference b*S+s, -1 empty (jobs contiguous from 0)
     job_ready: jax.Array  # [I,Q] ms: t0 = max(dispatch time, data-ready time on the instance's node)
     job_rem: jax.Array  # [I,Q] MB: remaining work
     prev_alive: jax.Array  # [V,Ml,X] bool: instances that existed in the previous slot
     # per-task outcomes by task id [J]
     next_id: jax.Array  # [] int
-    out_type: jax.Array  # [J] int
+    out_type: jax.Array  # [J] int32
     out_arrival: jax.Array  # [J] ms
     out_finish: jax.Array  # [J] ms: sink finish, nan until complete
     out_dropped: jax.Array  # [J] bool
@@ -106,31 +108,31 @@ def init_state(sizes: SimSizes, workload_state, controller_state, failure_state=
     B, S, J, I, Q = sizes.B, sizes.S, sizes.J, sizes.V * sizes.Ml * sizes.X, sizes.Q
     return SimState(
         alive=jnp.zeros(B, bool),
-        ttype=jnp.zeros(B, INT),
-        user=jnp.zeros(B, INT),
-        tid=jnp.zeros(B, INT),
+        ttype=jnp.zeros(B, IDX),
+        user=jnp.zeros(B, IDX),
+        tid=jnp.zeros(B, IDX),
         arrival=jnp.zeros(B),
         uplink_end=jnp.zeros(B),
         queued=jnp.ones((B, S), bool),
-        node=jnp.full((B, S), -1, INT),
+        node=jnp.full((B, S), -1, IDX),
         finish=jnp.full((B, S), INF),
-        parents_known=jnp.zeros((B, S), INT),
+        parents_known=jnp.zeros((B, S), COUNT),
         inputs_at=jnp.full((B, S), INF),
         disp=jnp.full((B, S), INF),
         rdy=jnp.full((B, S), INF),
         start=jnp.full((B, S), INF),
         bound=jnp.full((B, S), jnp.nan),
-        core_q=jnp.full(sizes.Lc, -1, INT),
-        core_q_slot=jnp.zeros(sizes.Lc, INT),
-        light_q=jnp.full(sizes.Lw, -1, INT),
-        light_q_slot=jnp.zeros(sizes.Lw, INT),
+        core_q=jnp.full(sizes.Lc, -1, IDX),
+        core_q_slot=jnp.zeros(sizes.Lc, IDX),
+        light_q=jnp.full(sizes.Lw, -1, IDX),
+        light_q_slot=jnp.zeros(sizes.Lw, IDX),
         ci_free=jnp.zeros(sizes.Ic),
-        job_ref=jnp.full((I, Q), -1, INT),
+        job_ref=jnp.full((I, Q), -1, IDX),
         job_ready=jnp.zeros((I, Q)),
         job_rem=jnp.zeros((I, Q)),
         prev_alive=jnp.zeros((sizes.V, sizes.Ml, sizes.X), bool),
         next_id=jnp.zeros((), INT),
-        out_type=jnp.zeros(J, INT),
+        out_type=jnp.zeros(J, IDX),
         out_arrival=jnp.zeros(J),
         out_finish=jnp.full(J, jnp.nan),
         out_dropped=jnp.zeros(J, bool),
@@ -150,8 +152,9 @@ def init_state(sizes: SimSizes, workload_state, controller_state, failure_state=
 
 
 def flat_set(a, idx, values):
-    """a[idx] = values on the flattened array, skipping out-of-range idx (used as 'no write')."""
-    return a.reshape(-1).at[idx].set(values, mode="drop").reshape(a.shape)
+    """a[idx] = values (cast to a's dtype) on the flattened array, skipping out-of-range idx (used as
+    'no write')."""
+    return a.reshape(-1).at[idx].set(jnp.asarray(values).astype(a.dtype), mode="drop").reshape(a.shape)
 
 
 def record_finish(st: SimState, arrays: ScenarioArrays, sizes: SimSizes, ref, fin, ok) -> SimState:

@@ -51,6 +51,17 @@ class SimSizes:
     light_order: str = "input_arrival"  # "input_arrival" | "dispatch" (LIGHT_ORDERS)
     buffer_capacity: int = 0  # tasks held at once before an arrival is dropped (SEMANTICS §2); 0: B
 
+    def __post_init__(self):
+        # the state stores references (b*S+s, instance cells, task ids) as int32 and parent counts
+        # as int8 (edgefm.sim.state.IDX, COUNT)
+        limits = {"B*S": self.B * self.S, "V*Ml*X*Q": self.V * self.Ml * self.X * self.Q, "J": self.J,
+                  "Lw": self.Lw, "Lc": self.Lc, "T": self.T}
+        for name, value in limits.items():
+            if value >= 2**31 - 1:
+                raise ValueError(f"engine size {name}={value}: the engine's int32 references hold < 2**31 - 1")
+        if self.P > 127:
+            raise ValueError(f"engine size P={self.P} (parents of one stage): at most 127 are held")
+
     @property
     def task_capacity(self) -> int:
         """Tasks held at once before an arrival is dropped: `buffer_capacity`, or B where it is 0.
