@@ -456,6 +456,25 @@ def test_a_chunk_size_below_one_is_refused():
     assert Sequential().chunk(64, 10) == 10 and Batched().chunk(64, 1285) == 1285
 
 
+def test_sizes_past_the_states_integer_widths_are_refused():
+    """The state keeps references as int32 and parent counts as int8: sizes they cannot hold are
+    refused when the sizes are made, before any trace."""
+    from dataclasses import replace
+
+    from edgefm.sim.types import SimSizes
+
+    ok = SimSizes(V=10, K=4, M=15, Ml=9, N=4, S=8, P=2, U=7, B=2048, X=8, Q=20, Ic=64, Lc=512, Lw=2048,
+                  Ln=512, A=74, J=5656, T=300, T_arr=200, core_dispatch="earliest_start")
+    replace(ok, B=2**31 // 8 - 1)  # B*S just below the limit
+    with pytest.raises(ValueError, match=r"engine size B\*S=2147483648: .*< 2\*\*31 - 1"):
+        replace(ok, B=2**31 // 8)
+    with pytest.raises(ValueError, match=r"engine size J=2147483647"):
+        replace(ok, J=2**31 - 1)
+    replace(ok, P=127)
+    with pytest.raises(ValueError, match=r"engine size P=128 \(parents of one stage\): at most 127"):
+        replace(ok, P=128)
+
+
 def test_cpu_device_count_from_the_environment():
     """`import edgefm` gives JAX one CPU device per usable core, or $EDGEFM_CPU_DEVICES of them; a bad
     value ends the import with a message naming the variable and what it accepts."""
