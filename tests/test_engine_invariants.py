@@ -468,8 +468,8 @@ def test_sizes_past_the_states_integer_widths_are_refused():
     replace(ok, B=2**31 // 8 - 1)  # B*S just below the limit
     with pytest.raises(ValueError, match=r"engine size B\*S=2147483648: .*< 2\*\*31 - 1"):
         replace(ok, B=2**31 // 8)
-    with pytest.raises(ValueError, match=r"engine size J=2147483647"):
-        replace(ok, J=2**31 - 1)
+    with pytest.raises(ValueError, match=r"engine size J\*S=2147483648"):  # task id x S + stage: a sort key
+        replace(ok, J=2**31 // 8)
     replace(ok, P=127)
     with pytest.raises(ValueError, match=r"engine size P=128 \(parents of one stage\): at most 127"):
         replace(ok, P=128)

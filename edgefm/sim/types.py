@@ -54,7 +54,7 @@ class SimSizes:
     def __post_init__(self):
         # the state stores references (b*S+s, instance cells, task ids) as int32 and parent counts
         # as int8 (edgefm.sim.state.IDX, COUNT)
-        limits = {"B*S": self.B * self.S, "V*Ml*X*Q": self.V * self.Ml * self.X * self.Q, "J": self.J,
+        limits = {"B*S": self.B * self.S, "V*Ml*X*Q": self.V * self.Ml * self.X * self.Q, "J*S": self.J * self.S,
                   "Lw": self.Lw, "Lc": self.Lc, "T": self.T}
         for name, value in limits.items():
             if value >= 2**31 - 1:
