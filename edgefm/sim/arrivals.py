@@ -8,8 +8,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from edgefm.sim.state import COUNT, IDX, INF, SimState, UploadSchedule
-from edgefm.sim.types import ScenarioArrays, SimSizes
+from edgefm.sim.state import INF, SimState, UploadSchedule
+from edgefm.sim.types import COUNT, IDX, ScenarioArrays, SimSizes
 
 
 def uplink_end_per_slot(sched: UploadSchedule, t, user, size, slot_ms):

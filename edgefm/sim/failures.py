@@ -8,8 +8,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from edgefm.sim.keys import STREAM_FAILURES, stream
-from edgefm.sim.state import COUNT, INF, SimState
-from edgefm.sim.types import ScenarioArrays, SimSizes
+from edgefm.sim.state import INF, SimState
+from edgefm.sim.types import COUNT, ScenarioArrays, SimSizes
 
 
 def failing(failure) -> bool:

@@ -16,14 +16,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from edgefm.sim.types import ScenarioArrays, SimSizes
+from edgefm.sim.types import COUNT, IDX, ScenarioArrays, SimSizes
 
 INF = jnp.inf
 
 
 INT = jnp.int64  # x64 is on: the default integer, for counters and scalars
-IDX = jnp.int32  # stored references, node/type/user/task ids and queue slots (sizes are checked < 2**31)
-COUNT = jnp.int8  # stored parent counts (a stage has at most `SimSizes.P` <= 127 parents)
 
 
 # the parts of a finished task's critical path (SEMANTICS §11), in this order

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 Array = jax.Array
 
 CAPACITY_TOL = 1e-9  # Eq. 8 tolerance on float sums of resource needs
+IDX = jnp.int32  # the state's stored references, node/type/user/task ids and queue slots (`SimSizes` checks they fit)
+COUNT = jnp.int8  # the state's stored parent counts (`SimSizes` checks P fits)
 CORE_DISPATCH_RULES = ("earliest_start", "idle_only")
 ROOT_READY_RULES = ("uplink_end", "arrival")  # when a root stage becomes ready (docs/SEMANTICS.md §2.3)
 LIGHT_ORDERS = ("input_arrival", "dispatch")  # the service order of a light FIFO (docs/SEMANTICS.md §2.7)
@@ -52,15 +54,14 @@ class SimSizes:
     buffer_capacity: int = 0  # tasks held at once before an arrival is dropped (SEMANTICS §2); 0: B
 
     def __post_init__(self):
-        # the state stores references (b*S+s, instance cells, task ids) as int32 and parent counts
-        # as int8 (edgefm.sim.state.IDX, COUNT)
+        # the state stores references (b*S+s, instance cells, task ids) as IDX and parent counts as COUNT
         limits = {"B*S": self.B * self.S, "V*Ml*X*Q": self.V * self.Ml * self.X * self.Q, "J*S": self.J * self.S,
                   "Lw": self.Lw, "Lc": self.Lc, "T": self.T}
         for name, value in limits.items():
-            if value >= 2**31 - 1:
+            if value >= jnp.iinfo(IDX).max:
                 raise ValueError(f"engine size {name}={value}: the engine's int32 references hold < 2**31 - 1")
-        if self.P > 127:
-            raise ValueError(f"engine size P={self.P} (parents of one stage): at most 127 are held")
+        if self.P > jnp.iinfo(COUNT).max:
+            raise ValueError(f"engine size P={self.P} (parents of one stage): at most {jnp.iinfo(COUNT).max} are held")
 
     @property
     def task_capacity(self) -> int:
